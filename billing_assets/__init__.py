@@ -1,0 +1,1 @@
+"""Usage-metering and billing data platform built on Dagster software-defined assets."""

@@ -1,0 +1,101 @@
+"""The billing lake: one S3 bucket holding raw usage, reference data and warehouse tables.
+
+Every warehouse partition is a single Parquet object, so publishing it is one PUT: S3 makes
+a PUT atomic, a reader sees the previous version or the new one and never half of either,
+and a failed run leaves the previous version in place.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+DEFAULT_BUCKET = "billing"
+PARQUET_FILE = "part-00000.parquet"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """Serialise deterministically: the same table always gives the same bytes."""
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        use_dictionary=True,
+        write_statistics=True,
+        store_schema=True,
+    )
+    return sink.getvalue()
+
+
+class BillingLake(dg.ConfigurableResource):
+    """The S3 bucket the platform reads raw data from and writes its tables to."""
+
+    s3: dg.ResourceDependency[S3Resource]
+    bucket: str | None = Field(
+        default=None, description="Bucket name; defaults to $BILLING_BUCKET, else 'billing'."
+    )
+
+    @property
+    def bucket_name(self) -> str:
+        return self.bucket or os.environ.get("BILLING_BUCKET") or DEFAULT_BUCKET
+
+    def client(self):
+        return self.s3.get_client()
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket_name}/{key}"
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        paginator = self.client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket_name, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield StoredObject(
+                    key=item["Key"],
+                    size=item["Size"],
+                    etag=item["ETag"].strip('"'),
+                    last_modified=item["LastModified"],
+                )
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.client().get_object(Bucket=self.bucket_name, Key=key)["Body"].read()
+
+    def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client().put_object(Bucket=self.bucket_name, Key=key, Body=body, ContentType=content_type)
+
+    def exists(self, key: str) -> bool:
+        response = self.client().list_objects_v2(Bucket=self.bucket_name, Prefix=key, MaxKeys=1)
+        return any(item["Key"] == key for item in response.get("Contents", []))
+
+    @staticmethod
+    def partition_key(table: str, partition: str) -> str:
+        """Hive-style location of a partition: ``warehouse/<table>/dt=2026-01-05/part-00000.parquet``."""
+        column = "month" if len(partition) == 7 else "dt"
+        return f"warehouse/{table}/{column}={partition}/{PARQUET_FILE}"
+
+    def write_table(self, table_name: str, partition: str, table: pa.Table) -> tuple[str, int]:
+        """Replace one partition of a warehouse table in a single atomic PUT; returns (key, bytes)."""
+        key = self.partition_key(table_name, partition)
+        body = parquet_bytes(table)
+        self.put_bytes(key, body, "application/vnd.apache.parquet")
+        return key, len(body)
+
+    def read_table(self, table_name: str, partition: str) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.get_bytes(self.partition_key(table_name, partition))))

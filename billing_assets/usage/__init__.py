@@ -1,0 +1,1 @@
+"""Raw usage objects in S3 → accepted usage events and quarantined lines."""

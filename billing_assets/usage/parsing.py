@@ -1,0 +1,316 @@
+"""Raw usage objects → one row per non-blank line, its JSON read into exact text columns.
+
+Arrow's JSON reader does the bulk of the work. It would read numbers as float64, so before it
+runs every JSON number token that is a member value is rewritten as a string prefixed with
+NUMBER_MARK (``"quantity": 1.5`` → ``"quantity": "\\ue0001.5"``): the exact digits survive and
+we still know the value was a number. The rewrite cannot make invalid JSON valid: a match
+inside a string closes that string early and leaves a bare NUMBER_MARK, which no JSON parser
+accepts. Lines Arrow rejects, lines with escapes or control characters, and lines holding two
+objects are read one by one by ``parse_line``, the reference reader, which yields the same
+columns; ``billing_assets_tests`` holds the two to agreement on generated lines.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from billing_assets.lib.money import canonical_number_text
+from billing_assets.usage.reasons import Reason
+
+SCALAR_FIELDS = ("event_id", "source", "timestamp", "meter", "customer_id", "ip", "quantity")
+KNOWN_FIELDS = frozenset(SCALAR_FIELDS) | {"properties"}
+NUMBER_MARK = "\ue000"  # the value was a JSON number; its exact text follows
+OTHER_MARK = "\ue001"  # the value was a boolean, object or array; its JSON type name follows
+STRING_MARK = "\ue002"  # the value was a string that itself began with one of these marks
+MAX_LINE_BYTES = 1024 * 1024
+_BLOCK_LINES = 16_384
+_NUMBER_MEMBER = r':(\s*)(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)'
+# Escapes, control characters, our own marks, and NaN/Infinity literals (which Arrow accepts
+# and the contract rejects) are left to the reference reader.
+_NEEDS_REFERENCE_READER = r'[\\\x00-\x08\x0b-\x1f]|[\x{E000}-\x{E002}]|[:\[,]\s*-?(?:NaN|Infinity)'
+_ARROW_SCHEMA = pa.schema([(name, pa.string()) for name in SCALAR_FIELDS] + [("properties", pa.struct([]))])
+
+
+def parsed_schema(property_fields: tuple[str, ...]) -> pa.Schema:
+    """Columns every parsed line gets, whichever reader read it."""
+    return pa.schema(
+        [("row", pa.int64())]
+        + [(name, pa.string()) for name in SCALAR_FIELDS]
+        + [("properties", pa.string()), ("properties_valid", pa.bool_())]
+        + [(f"property:{name}", pa.string()) for name in property_fields]
+        + [("ignored_fields", pa.int32()), ("parse_reason", pa.string()), ("parse_detail", pa.string())]
+    )
+
+
+@dataclass(frozen=True)
+class ObjectLines:
+    """The non-blank lines of one raw object, or why the object could not be read at all."""
+
+    key: str
+    bytes_read: int
+    lines: pa.LargeStringArray | None = None
+    line_numbers: np.ndarray | None = None
+    unreadable: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return self.unreadable is None and len(self.lines) == 0
+
+
+def read_object_lines(key: str, body: bytes) -> ObjectLines:
+    """Decompress and split one object. Any decoding problem makes the whole object unreadable:
+    it is quarantined as a file and never half-counted."""
+    if key.endswith(".jsonl.gz"):
+        try:
+            data = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error) as error:
+            return ObjectLines(key, len(body), unreadable=f"corrupt gzip: {error}")
+    elif key.endswith(".jsonl"):
+        data = body
+    else:
+        return ObjectLines(key, len(body), unreadable="not a .jsonl or .jsonl.gz object")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    whole = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, len(data)], dtype=np.int64)), pa.py_buffer(data)]
+    )
+    try:
+        whole = whole.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        offset = _first_invalid_utf8(data)
+        return ObjectLines(key, len(body), unreadable=f"not UTF-8 (invalid byte at offset {offset})")
+    lines = pc.split_pattern(whole, "\n").flatten()
+    if b"\r" in data:
+        lines = pc.replace_substring_regex(lines, r"\r$", "")
+    numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
+    blank = pc.equal(pc.binary_length(pc.ascii_trim_whitespace(lines)), 0)
+    keep = pc.invert(blank)
+    return ObjectLines(key, len(body), lines=lines.filter(keep), line_numbers=numbers[keep.to_numpy(zero_copy_only=False)])
+
+
+def _first_invalid_utf8(data: bytes) -> int:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start
+    return -1
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _NumberText(str):
+    """A JSON number kept as its exact source text."""
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _no_duplicate_keys(pairs):
+    seen = {}
+    for name, value in pairs:
+        if name in seen:
+            raise _DuplicateKey(f"duplicate key {name!r}")
+        seen[name] = value
+    return seen
+
+
+def _type_name(value) -> str:
+    return {bool: "boolean", dict: "object", list: "array"}.get(type(value), type(value).__name__)
+
+
+def _column_value(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, _NumberText):
+        return NUMBER_MARK + value
+    if isinstance(value, str):
+        return STRING_MARK + value if value[:1] in (NUMBER_MARK, OTHER_MARK, STRING_MARK) else value
+    return OTHER_MARK + _type_name(value)
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def canonical_properties(properties: dict[str, str]) -> str:
+    """Canonical JSON of a properties object whose values are already canonical text."""
+    return json.dumps(dict(sorted(properties.items())), ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_line(text: str, property_fields: tuple[str, ...]) -> dict:
+    """The reference reader: one line → the parsed columns (without ``row``)."""
+    row = dict.fromkeys(parsed_schema(property_fields).names[1:])
+    row.update(properties_valid=True, ignored_fields=0)
+    size = len(text.encode("utf-8"))
+    if size > MAX_LINE_BYTES:
+        return row | {"parse_reason": Reason.LINE_TOO_LONG.value,
+                      "parse_detail": f"line is {size} bytes; the limit is {MAX_LINE_BYTES}"}
+    try:
+        document = json.loads(text, parse_float=_NumberText, parse_int=_NumberText,
+                              parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    except (ValueError, RecursionError) as error:
+        return row | {"parse_reason": Reason.MALFORMED_JSON.value, "parse_detail": f"not valid JSON: {error}"}
+    if not isinstance(document, dict):
+        kind = "number" if isinstance(document, _NumberText) else "string" if isinstance(document, str) else (
+            "null" if document is None else _type_name(document))
+        return row | {"parse_reason": Reason.NOT_AN_OBJECT.value, "parse_detail": f"a JSON {kind}, not an object"}
+    strings = [value for value in _walk_strings(document)]
+    if any(_has_surrogate(value) for value in strings):
+        return row | {"parse_reason": Reason.MALFORMED_JSON.value, "parse_detail": "not valid JSON: unpaired UTF-16 surrogate escape"}
+    for name in SCALAR_FIELDS:
+        row[name] = _column_value(document.get(name))
+    row["ignored_fields"] = sum(1 for name, value in document.items() if name not in KNOWN_FIELDS and value is not None)
+    properties = document.get("properties")
+    if properties is not None:
+        if not isinstance(properties, dict):
+            row["properties_valid"] = False
+        else:
+            canonical = {}
+            for name, value in properties.items():
+                if value is None:
+                    continue
+                if isinstance(value, _NumberText):
+                    canonical[name] = canonical_number_text(value)
+                elif isinstance(value, str):
+                    canonical[name] = value
+                else:
+                    row["properties_valid"] = False
+            row["properties"] = canonical_properties(canonical)
+            for name in property_fields:
+                row[f"property:{name}"] = canonical.get(name)
+    return row
+
+
+def _walk_strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield name
+            yield from _walk_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk_strings(item)
+
+
+def _canonical_numbers(values: pa.Array) -> pa.Array:
+    """Replace NUMBER_MARK-prefixed values by their canonical number text (``5.0`` → ``5``)."""
+    marked = pc.starts_with(values, NUMBER_MARK)
+    if not pc.any(marked).as_py():
+        return values
+    encoded = values.dictionary_encode()
+    dictionary = [
+        canonical_number_text(text[1:]) if text.startswith(NUMBER_MARK) else text
+        for text in encoded.dictionary.to_pylist()
+    ]
+    return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(dictionary, pa.string())).cast(pa.string())
+
+
+def _normalise_arrow_block(block: pa.Table, rows: np.ndarray, property_fields: tuple[str, ...]) -> pa.Table:
+    """Arrow's view of a block (properties as an inferred struct) → the common parsed columns."""
+    n = block.num_rows
+    columns = {"row": pa.array(rows, pa.int64())}
+    for name in SCALAR_FIELDS:
+        columns[name] = block.column(name).combine_chunks()
+    properties = block.column("properties").combine_chunks()
+    valid = pa.array(np.ones(n, dtype=bool))
+    pieces, by_name = [], {}
+    struct_type = properties.type
+    for index in sorted(range(struct_type.num_fields), key=lambda i: struct_type.field(i).name):
+        child_field = struct_type.field(index)
+        child = pc.struct_field(properties, [index])
+        if pa.types.is_string(child_field.type):
+            child = _canonical_numbers(child)
+            by_name[child_field.name] = child
+            # names and values here hold no quote, backslash or control character (those lines
+            # went to the reference reader), so wrapping them in quotes is their JSON form
+            pieces.append(pc.binary_join_element_wise(f',"{child_field.name}":"', child, '"', ""))
+        elif not pa.types.is_null(child_field.type):
+            valid = pc.and_(valid, pc.is_null(child))
+    if pieces:
+        # each piece starts with its comma; the first one is cut below (Arrow's
+        # null_handling="skip" drops whole rows whose pieces are all null)
+        body = pc.utf8_slice_codeunits(
+            pc.binary_join_element_wise(*pieces, "", null_handling="replace", null_replacement=""), 1
+        )
+    else:
+        body = pa.array([""] * n, pa.string())
+    present = pc.is_valid(properties)
+    columns["properties"] = pc.if_else(present, pc.binary_join_element_wise("{", body, "}", ""), pa.nulls(n, pa.string()))
+    columns["properties_valid"] = valid
+    for name in property_fields:
+        columns[f"property:{name}"] = by_name.get(name, pa.nulls(n, pa.string()))
+    extra = [name for name in block.column_names if name not in KNOWN_FIELDS]
+    ignored = np.zeros(n, dtype=np.int32)
+    for name in extra:
+        ignored += pc.is_valid(block.column(name)).to_numpy(zero_copy_only=False).astype(np.int32)
+    columns["ignored_fields"] = pa.array(ignored, pa.int32())
+    columns["parse_reason"] = pa.nulls(n, pa.string())
+    columns["parse_detail"] = pa.nulls(n, pa.string())
+    return pa.table(columns, schema=parsed_schema(property_fields))
+
+
+def _concat_with_newlines(lines: pa.Array) -> pa.Buffer:
+    joined = pc.binary_join_element_wise(lines, pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string()))
+    _, offsets, data = joined.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)
+    return data[bounds[joined.offset]: bounds[joined.offset + len(joined)]]
+
+
+def _parse_block(lines: pa.Array, rows: np.ndarray, property_fields, parsed: list, fallback: list) -> None:
+    """Parse with Arrow; a block Arrow rejects is halved until the offending lines are isolated."""
+    if len(lines) == 0:
+        return
+    try:
+        block = pj.read_json(
+            pa.BufferReader(_concat_with_newlines(lines)),
+            read_options=pj.ReadOptions(use_threads=True, block_size=64 << 20),
+            parse_options=pj.ParseOptions(explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="infer"),
+        )
+        if block.num_rows != len(lines):
+            raise pa.ArrowInvalid("a line held more than one JSON value")
+    except pa.ArrowInvalid:
+        if len(lines) == 1:
+            fallback.append(rows)
+            return
+        half = len(lines) // 2
+        _parse_block(lines.slice(0, half), rows[:half], property_fields, parsed, fallback)
+        _parse_block(lines.slice(half), rows[half:], property_fields, parsed, fallback)
+        return
+    parsed.append(_normalise_arrow_block(block, rows, property_fields))
+
+
+def parse_lines(lines: pa.LargeStringArray, property_fields: tuple[str, ...]) -> pa.Table:
+    """Parse every line; returns ``parsed_schema`` rows in input order (``row`` = input position)."""
+    n = len(lines)
+    positions = np.arange(n, dtype=np.int64)
+    to_reference = pc.or_(
+        pc.greater(pc.binary_length(lines), MAX_LINE_BYTES),
+        pc.match_substring_regex(lines, _NEEDS_REFERENCE_READER),
+    ).to_numpy(zero_copy_only=False)
+    fast = positions[~to_reference]
+    marked = pc.replace_substring_regex(lines.take(pa.array(fast)), _NUMBER_MEMBER, f':\\1"{NUMBER_MARK}\\2"')
+    parsed: list[pa.Table] = []
+    fallback: list[np.ndarray] = [positions[to_reference]]
+    for start in range(0, len(fast), _BLOCK_LINES):
+        _parse_block(marked.slice(start, _BLOCK_LINES), fast[start:start + _BLOCK_LINES], property_fields, parsed, fallback)
+    slow = np.sort(np.concatenate(fallback))
+    if len(slow):
+        raw = lines.take(pa.array(slow)).to_pylist()
+        records = [parse_line(line, property_fields) | {"row": int(row)} for line, row in zip(raw, slow)]
+        parsed.append(pa.Table.from_pylist(records, schema=parsed_schema(property_fields)))
+    if not parsed:
+        return parsed_schema(property_fields).empty_table()
+    table = pa.concat_tables(parsed)
+    return table.take(pc.sort_indices(table.column("row")))
