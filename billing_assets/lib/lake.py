@@ -5,11 +5,11 @@ a PUT atomic, a reader sees the previous version or the new one and never half o
 and a failed run leaves the previous version in place.
 """
 
-from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +17,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 DEFAULT_BUCKET = "billing"
 PARQUET_FILE = "part-00000.parquet"
@@ -53,12 +53,18 @@ class BillingLake(dg.ConfigurableResource):
         default=None, description="Bucket name; defaults to $BILLING_BUCKET, else 'billing'."
     )
 
+    _client: object = PrivateAttr(default=None)
+
     @property
     def bucket_name(self) -> str:
         return self.bucket or os.environ.get("BILLING_BUCKET") or DEFAULT_BUCKET
 
     def client(self):
-        return self.s3.get_client()
+        # building a boto3 client loads botocore's service models (~0.3 s): build it once;
+        # clients are thread-safe, so concurrent GETs share it
+        if self._client is None:
+            self._client = self.s3.get_client()
+        return self._client
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket_name}/{key}"
@@ -76,6 +82,29 @@ class BillingLake(dg.ConfigurableResource):
 
     def get_bytes(self, key: str) -> bytes:
         return self.client().get_object(Bucket=self.bucket_name, Key=key)["Body"].read()
+
+    def get_bytes_or_none(self, key: str) -> bytes | None:
+        client = self.client()
+        try:
+            return client.get_object(Bucket=self.bucket_name, Key=key)["Body"].read()
+        except client.exceptions.NoSuchKey:
+            return None
+
+    def get_many(self, keys: Sequence[str], threads: int = 8) -> list[bytes]:
+        """Fetch objects concurrently (S3 latency, not bandwidth, bounds a day of small objects)."""
+        client = self.client()
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(lambda key: client.get_object(Bucket=self.bucket_name, Key=key)["Body"].read(), keys))
+
+    def delete(self, keys: Sequence[str]) -> None:
+        client = self.client()
+        for start in range(0, len(keys), 1000):
+            client.delete_objects(Bucket=self.bucket_name,
+                                  Delete={"Objects": [{"Key": key} for key in keys[start:start + 1000]]})
+
+    def copy(self, source_key: str, target_key: str) -> None:
+        self.client().copy_object(Bucket=self.bucket_name, Key=target_key,
+                                  CopySource={"Bucket": self.bucket_name, "Key": source_key})
 
     def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
         self.client().put_object(Bucket=self.bucket_name, Key=key, Body=body, ContentType=content_type)

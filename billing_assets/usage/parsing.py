@@ -32,7 +32,10 @@ OTHER_MARK = "\ue001"  # the value was a boolean, object or array; its JSON type
 STRING_MARK = "\ue002"  # the value was a string that itself began with one of these marks
 MAX_LINE_BYTES = 1024 * 1024
 _BLOCK_LINES = 16_384
-_NUMBER_MEMBER = r':(\s*)(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)'
+# a member value that is a number: ':' number, then what may follow a value (RE2 has no
+# lookahead, so the terminator is captured and put back). Requiring the terminator keeps the
+# colons inside timestamps ("T19:52:58Z") from matching.
+_NUMBER_MEMBER = r':(\s*)(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)(\s*[,}\]])'
 # Escapes, control characters, our own marks, and NaN/Infinity literals (which Arrow accepts
 # and the contract rejects) are left to the reference reader.
 _NEEDS_REFERENCE_READER = r'[\\\x00-\x08\x0b-\x1f]|[\x{E000}-\x{E002}]|[:\[,]\s*-?(?:NaN|Infinity)'
@@ -300,7 +303,7 @@ def parse_lines(lines: pa.LargeStringArray, property_fields: tuple[str, ...]) ->
         pc.match_substring_regex(lines, _NEEDS_REFERENCE_READER),
     ).to_numpy(zero_copy_only=False)
     fast = positions[~to_reference]
-    marked = pc.replace_substring_regex(lines.take(pa.array(fast)), _NUMBER_MEMBER, f':\\1"{NUMBER_MARK}\\2"')
+    marked = pc.replace_substring_regex(lines.take(pa.array(fast)), _NUMBER_MEMBER, f':\\1"{NUMBER_MARK}\\2"\\3')
     parsed: list[pa.Table] = []
     fallback: list[np.ndarray] = [positions[to_reference]]
     for start in range(0, len(fast), _BLOCK_LINES):

@@ -1,0 +1,269 @@
+"""``billing``: run the platform from a terminal, against the instance in ``DAGSTER_HOME``.
+
+    billing run --from 2026-10-01 --to 2026-10-31   materialise days (and, later, months)
+    billing demo                                    embedded S3 + synthetic month + run
+    billing ui                                      the Dagster UI on the same instance and bucket
+    billing stop-s3                                 stop the embedded S3 server
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import time
+import warnings
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+class CliError(Exception):
+    """Reported as one line on stderr, exit status 2 (usage) or 1 (environment/run)."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+def parse_day(text: str, flag: str) -> date:
+    if not DATE.match(text):
+        raise CliError(f"{flag} {text!r} is not a date in YYYY-MM-DD form", 2)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"{flag} {text!r} is not a real calendar date", 2) from None
+
+
+def days_between(start: date, end: date) -> list[str]:
+    from billing_assets.partitions import PARTITIONS_START
+
+    first = date.fromisoformat(PARTITIONS_START)
+    last_complete = datetime.now(timezone.utc).date() - timedelta(days=1)
+    if start > end:
+        raise CliError(f"--from {start} is after --to {end}", 2)
+    if start < first:
+        raise CliError(f"--from {start} is before the first partition ({first})", 2)
+    if end > last_complete:
+        raise CliError(f"--to {end} is not a complete UTC day yet (the last one is {last_complete})", 2)
+    return [(start + timedelta(days=offset)).isoformat() for offset in range((end - start).days + 1)]
+
+
+def check_bucket() -> str:
+    """Fail fast, in one line, when the endpoint or the bucket is not there."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    from billing_assets.lib.lake import DEFAULT_BUCKET
+
+    bucket = os.environ.get("BILLING_BUCKET") or DEFAULT_BUCKET
+    client = boto3.client("s3", config=Config(connect_timeout=3, read_timeout=10,
+                                              retries={"mode": "standard", "total_max_attempts": 2}))
+    endpoint = client.meta.endpoint_url
+    try:
+        client.head_bucket(Bucket=bucket)
+    except EndpointConnectionError:
+        raise CliError(f"cannot reach the S3 endpoint {endpoint} (is AWS_ENDPOINT_URL right, is the server up?)") from None
+    except NoCredentialsError:
+        raise CliError("no AWS credentials found (environment, profile or instance role)") from None
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchBucket"):
+            raise CliError(f"bucket '{bucket}' does not exist at {endpoint} (set BILLING_BUCKET?)") from None
+        if code in ("403", "AccessDenied"):
+            raise CliError(f"access to bucket '{bucket}' at {endpoint} is denied") from None
+        raise CliError(f"S3 refused head_bucket on '{bucket}' at {endpoint}: {code}") from None
+    return bucket
+
+
+def instance():
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise CliError("DAGSTER_HOME is not set: it names the Dagster instance the runs are recorded in")
+    Path(home).mkdir(parents=True, exist_ok=True)
+    from dagster import DagsterInstance
+
+    return DagsterInstance.get()
+
+
+def _failure_text(result) -> str:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            user = error.cause if getattr(error, "cause", None) else error
+            message = (user.message or "").strip().splitlines()
+            return message[-1] if message else "step failed"
+    failed_checks = [f"{e.asset_check_key.name}" for e in result.get_asset_check_evaluations() if not e.passed]
+    return "failed checks: " + ", ".join(failed_checks) if failed_checks else "run failed"
+
+
+def _materialization_metadata(result, asset: str) -> dict:
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key.to_user_string() == asset:
+            return {key: value.value for key, value in materialization.metadata.items()}
+    return {}
+
+
+def run(start: date, end: date) -> int:
+    days = days_between(start, end)
+    bucket = check_bucket()
+    dagster_instance = instance()
+    warnings.filterwarnings("ignore")
+    from billing_assets.definitions import defs
+    from billing_assets.usage.reasons import REASON_CODES
+
+    print(f"billing run {days[0]} → {days[-1]}: {len(days)} day(s), bucket '{bucket}', instance {os.environ['DAGSTER_HOME']}")
+    reference = defs.resolve_job_def("reference_job").execute_in_process(
+        instance=dagster_instance, raise_on_error=False, run_config=QUIET_LOGS)
+    if not reference.success:
+        raise CliError(f"reference data rejected: {_failure_text(reference)}")
+    print("reference data: valid")
+    job = defs.resolve_job_def("daily_usage_job")
+    totals, reasons, failures = Counter(), Counter(), []
+    rows = []
+    for number, day in enumerate(days, start=1):
+        started = time.monotonic()
+        result = job.execute_in_process(partition_key=day, instance=dagster_instance, raise_on_error=False,
+                                        run_config=QUIET_LOGS)
+        seconds = time.monotonic() - started
+        stats = _materialization_metadata(result, "usage_events")
+        if not result.success:
+            failures.append(day)
+            print(f"[{number:>3}/{len(days)}] {day}  FAILED: {_failure_text(result)}  (run {result.run_id[:8]})")
+            if not stats:
+                continue
+        counts = {name: int(stats.get(name, 0)) for name in ("lines_read", "accepted", "duplicates", "quarantined")}
+        by_reason = {reason: int(stats.get(f"quarantined/{reason}", 0)) for reason in REASON_CODES}
+        totals.update(counts)
+        reasons.update(by_reason)
+        rows.append((day, counts, by_reason))
+        if result.success:
+            print(f"[{number:>3}/{len(days)}] {day}  lines {counts['lines_read']:>7}  accepted {counts['accepted']:>7}  "
+                  f"duplicates {counts['duplicates']:>6}  quarantined {counts['quarantined']:>5}  ({seconds:.1f}s)")
+    print()
+    print(f"{'day':<12}{'lines read':>12}{'accepted':>10}{'duplicates':>12}{'quarantined':>13}  by reason")
+    for day, counts, by_reason in rows:
+        detail = ", ".join(f"{reason} {count}" for reason, count in by_reason.items() if count)
+        print(f"{day:<12}{counts['lines_read']:>12}{counts['accepted']:>10}{counts['duplicates']:>12}"
+              f"{counts['quarantined']:>13}  {detail}")
+    print(f"{'total':<12}{totals['lines_read']:>12}{totals['accepted']:>10}{totals['duplicates']:>12}"
+          f"{totals['quarantined']:>13}  " + ", ".join(f"{r} {c}" for r, c in reasons.items() if c))
+    if failures:
+        print(f"\n{len(failures)} day(s) failed: {', '.join(failures)}; open the runs in the UI for the failing step or check")
+        return 1
+    return 0
+
+
+def _use_embedded_s3(state_dir: Path) -> bool:
+    """Point boto3 at the embedded server unless the user chose an endpoint. Returns True when
+    the server had to be started (its memory is empty)."""
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return False
+    from billing_assets.demo.embedded_s3 import ensure_server
+
+    endpoint, started = ensure_server(state_dir)
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "embedded")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "embedded")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    return started
+
+
+def _default_home() -> None:
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(Path(".dagster_home").resolve())
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and Path("dagster.yaml").exists():
+        shutil.copy("dagster.yaml", home / "dagster.yaml")
+
+
+def seed_demo(include_late: bool) -> None:
+    import boto3
+
+    from billing_assets.demo.synthetic import demo_late_objects, demo_month_objects, reference_objects
+    from billing_assets.lib.lake import DEFAULT_BUCKET
+
+    bucket = os.environ.setdefault("BILLING_BUCKET", DEFAULT_BUCKET)
+    client = boto3.client("s3")
+    if bucket not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
+        client.create_bucket(Bucket=bucket)
+    objects = reference_objects() | demo_month_objects() | (demo_late_objects() if include_late else {})
+    for key, body in objects.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def demo() -> int:
+    from billing_assets.demo.synthetic import DEMO_LATE_DAY, DEMO_MONTH, demo_late_objects
+
+    _default_home()
+    started = _use_embedded_s3(Path(".demo"))
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    print(f"S3 endpoint {endpoint}" + (" (embedded, started now)" if started else ""))
+    seed_demo(include_late=False)
+    month_end = DEMO_MONTH.replace(day=31)
+    status = run(DEMO_MONTH, month_end)
+    late_key = next(iter(demo_late_objects()))
+    print(f"\nA late file lands for {DEMO_LATE_DAY}: {late_key}")
+    seed_demo(include_late=True)
+    status = run(DEMO_LATE_DAY, DEMO_LATE_DAY) or status
+    print(f"\nTables: s3://{os.environ['BILLING_BUCKET']}/warehouse/<table>/dt=YYYY-MM-DD/part-00000.parquet "
+          f"at {endpoint}\nNext: `make ui` opens the Dagster UI on this instance and bucket.")
+    return status
+
+
+def ui(port: int) -> int:
+    _default_home()
+    if _use_embedded_s3(Path(".demo")):
+        print("The embedded S3 server was not running (it keeps data in memory): re-creating the demo data.")
+        demo()
+    print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']}, "
+          f"S3 {os.environ['AWS_ENDPOINT_URL']})")
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    os.execvpe(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], os.environ)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="billing", description="Usage metering and billing on Dagster.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="materialise every daily partition in a date range")
+    run_parser.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
+    run_parser.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    commands.add_parser("demo", help="embedded S3, a synthetic month, and a run over it")
+    ui_parser = commands.add_parser("ui", help="the Dagster UI on the demo's instance and bucket")
+    ui_parser.add_argument("--port", type=int, default=3000)
+    commands.add_parser("stop-s3", help="stop the embedded S3 server")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return run(parse_day(args.start, "--from"), parse_day(args.end, "--to"))
+        if args.command == "demo":
+            return demo()
+        if args.command == "ui":
+            return ui(args.port)
+        from billing_assets.demo.embedded_s3 import stop_server
+
+        print("stopped" if stop_server(Path(".demo")) else "no embedded S3 server was running")
+        return 0
+    except CliError as error:
+        print(f"billing: error: {error}", file=sys.stderr)
+        return error.status
+    except KeyboardInterrupt:
+        print("billing: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one line for the operator; BILLING_DEBUG=1 shows the traceback
+        if os.environ.get("BILLING_DEBUG"):
+            raise
+        print(f"billing: error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Accepted usage events → metered usage per customer, meter and day."""

@@ -1,0 +1,46 @@
+"""Daily metered usage, from accepted events."""
+
+
+from datetime import date
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from billing_assets.lib.checks import column_schema, markdown_preview
+from billing_assets.lib.lake import BillingLake
+from billing_assets.metering.aggregate import meter_day
+from billing_assets.metering.schemas import MeteredUsage
+from billing_assets.partitions import daily_usage_partitions
+from billing_assets.reference.assets import read_reference
+
+
+@dg.asset(
+    deps=["usage_events", "meters"],
+    partitions_def=daily_usage_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="metering",
+    owners=["team:billing"],
+    kinds={"s3", "parquet"},
+    metadata={"dagster/column_schema": column_schema(MeteredUsage), "dagster/table_name": "warehouse.metered_usage"},
+)
+def metered_usage(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.MaterializeResult:
+    """Usage per customer, meter and UTC day, aggregated exactly by the meter's rule, with what a
+    monthly aggregate needs: the day's distinct values (unique_count) and its latest event (latest)."""
+    aggregation = read_reference(lake).meter_aggregation()
+    tables, uri = {}, None
+    for day in context.partition_keys:
+        table = meter_day(date.fromisoformat(day), lake.read_table("usage_events", day), aggregation)
+        key, _ = lake.write_table("metered_usage", day, table)
+        uri, tables[day] = lake.uri(key), table
+        context.log.info(f"{day}: {table.num_rows} customer × meter rows")
+    combined = pa.concat_tables(tables.values())
+    events = int(pc.sum(combined.column("event_count")).as_py() or 0)
+    metadata = {
+        "dagster/row_count": combined.num_rows,
+        "events_metered": events,
+        "customers": len(set(combined.column("customer_id").to_pylist())),
+    }
+    if len(tables) == 1:
+        metadata |= {"dagster/uri": uri, "preview": markdown_preview(combined)}
+    return dg.MaterializeResult(metadata=metadata)

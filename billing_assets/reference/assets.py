@@ -1,0 +1,81 @@
+"""Reference files as assets: validated together, because their rules cross files."""
+
+
+import dagster as dg
+import pyarrow as pa
+
+from billing_assets.lib.checks import markdown_preview
+from billing_assets.lib.lake import BillingLake
+from billing_assets.reference.loading import (
+    CONTRACTS_KEY,
+    CUSTOMERS_KEY,
+    IP_ALLOCATIONS_KEY,
+    METERS_KEY,
+    PLANS_KEY,
+    ReferenceData,
+    ReferenceDataError,
+    load_reference,
+)
+
+REFERENCE_FILES = {
+    "meters": (METERS_KEY, "Meter definitions: what is measured and how a period aggregates it "
+                           "(sum, count, max, unique_count, latest)."),
+    "plans": (PLANS_KEY, "The price book: per plan its currency, base fee, minimum commitment and "
+                         "one pricing model per metered charge."),
+    "customers": (CUSTOMERS_KEY, "Billable customers and the ISO 4217 currency each pays in."),
+    "contracts": (CONTRACTS_KEY, "Which customer is on which plan over which days, with any discount; "
+                                 "a customer's contracts never overlap."),
+    "ip_allocations": (IP_ALLOCATIONS_KEY, "CIDR blocks assigned to customers over time; attributes usage "
+                                           "events that carry an IP address instead of a customer id."),
+}
+REFERENCE_ASSET_KEYS = [dg.AssetKey(name) for name in REFERENCE_FILES]
+
+
+def read_reference(lake: BillingLake) -> ReferenceData:
+    """Load the reference files; a broken one fails the step with file, row and problem."""
+    try:
+        return load_reference(lake.get_bytes_or_none)
+    except ReferenceDataError as error:
+        raise dg.Failure(
+            description=str(error),
+            metadata={"file": error.file, "row": error.row or "-", "problem": error.problem},
+            allow_retries=False,
+        ) from None
+
+
+def _frames(reference: ReferenceData) -> dict:
+    return {
+        "meters": reference.meters,
+        "plans": reference.plans.merge(
+            reference.plan_charges.groupby("plan_id").size().rename("charges").reset_index(), on="plan_id", how="left"
+        ),
+        "customers": reference.customers,
+        "contracts": reference.contracts,
+        "ip_allocations": reference.ip_allocations,
+    }
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(name, description=description, group_name="reference", kinds={"s3", "yaml" if key.endswith("yaml") else "csv"},
+                     owners=["team:billing"], metadata={"dagster/uri": f"reference/{key.split('/', 1)[1]}"})
+        for name, (key, description) in REFERENCE_FILES.items()
+    ],
+    name="reference_data",
+)
+def reference_data(context: dg.AssetExecutionContext, lake: BillingLake):
+    """Validate every reference file and record what each one holds."""
+    reference = read_reference(lake)
+    for name, frame in _frames(reference).items():
+        key = REFERENCE_FILES[name][0]
+        context.log.info(f"{key}: {len(frame)} rows, valid")
+        yield dg.MaterializeResult(
+            asset_key=name,
+            metadata={
+                "dagster/row_count": len(frame),
+                "dagster/uri": lake.uri(key),
+                "sha256": reference.content_sha256[key],
+                "reference_fingerprint": reference.fingerprint,
+                "preview": markdown_preview(pa.Table.from_pandas(frame, preserve_index=False), rows=20),
+            },
+        )

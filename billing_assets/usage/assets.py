@@ -1,0 +1,145 @@
+"""Daily ingest: every raw object of a day becomes accepted events, duplicates or quarantine."""
+
+
+import gzip
+import json
+from datetime import date
+
+import dagster as dg
+
+from billing_assets.lib.checks import column_schema, markdown_preview
+from billing_assets.lib.lake import BillingLake
+from billing_assets.partitions import daily_usage_partitions
+from billing_assets.reference.assets import REFERENCE_ASSET_KEYS, read_reference
+from billing_assets.reference.loading import ReferenceData
+from billing_assets.usage.ingest import IngestResult, RawObject, ingest_partition
+from billing_assets.usage.schemas import DuplicateEvent, QuarantinedEvent, UsageEvent
+
+USAGE_TABLES = ("usage_events", "quarantined_events", "duplicate_events")
+
+
+def raw_prefix(day: str) -> str:
+    return f"raw/usage/dt={day}/"
+
+
+def quarantine_prefix(day: str) -> str:
+    return f"quarantine/usage/dt={day}/"
+
+
+def load_raw_objects(lake: BillingLake, day: str) -> list[RawObject]:
+    listed = sorted(lake.list_objects(raw_prefix(day)), key=lambda item: item.key)
+    bodies = lake.get_many([item.key for item in listed])
+    return [RawObject(item.key, body, item.last_modified) for item, body in zip(listed, bodies)]
+
+
+def ingest_day(lake: BillingLake, day: str, reference: ReferenceData) -> IngestResult:
+    return ingest_partition(date.fromisoformat(day), load_raw_objects(lake, day), reference)
+
+
+def _write_quarantine(lake: BillingLake, day: str, result: IngestResult) -> None:
+    """Rejected lines with their raw text, and copies of unreadable objects, under quarantine/.
+    Raw text may hold personal data (IPs): this prefix keeps raw data's access rules."""
+    prefix = quarantine_prefix(day)
+    lines = "".join(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n" for entry in result.quarantined_lines)
+    lake.put_bytes(f"{prefix}lines.jsonl.gz", gzip.compress(lines.encode(), mtime=0), "application/gzip")
+    wanted = {f"{prefix}files/{key.removeprefix(raw_prefix(day))}": key for key in result.unreadable_objects}
+    stale = [item.key for item in lake.list_objects(f"{prefix}files/") if item.key not in wanted]
+    if stale:
+        lake.delete(stale)
+    for target, source in wanted.items():
+        lake.copy(source, target)
+
+
+def _day_metadata(result: IngestResult) -> dict:
+    return {
+        "lines_read": result.lines_read,
+        "accepted": result.events.num_rows,
+        "duplicates": result.duplicates.num_rows,
+        "quarantined": result.quarantined_line_count,
+        **{f"quarantined/{reason}": count for reason, count in result.reason_counts.items()},
+        "objects_read": result.objects_read,
+        "bytes_read": result.bytes_read,
+        "empty_objects": dg.MetadataValue.json(result.empty_objects),
+        "unreadable_objects": dg.MetadataValue.json(result.unreadable_objects),
+        "ignored_top_level_fields": result.ignored_fields,
+    }
+
+
+def _summary_table(per_day: dict[str, IngestResult]) -> dg.MetadataValue:
+    header = "| day | lines read | accepted | duplicates | quarantined |\n|---|---:|---:|---:|---:|\n"
+    body = "".join(
+        f"| {day} | {r.lines_read} | {r.events.num_rows} | {r.duplicates.num_rows} | {r.quarantined_line_count} |\n"
+        for day, r in per_day.items()
+    )
+    return dg.MetadataValue.md(header + body)
+
+
+@dg.multi_asset(
+    name="usage_ingest",
+    specs=[
+        dg.AssetSpec(
+            "usage_events",
+            description="Accepted usage events: every event that passed the contract's checks, "
+                        "once per (source, event_id) — the first copy by object key and line number. "
+                        "IP addresses are kept only as a /24 (IPv4) or /48 (IPv6) prefix.",
+            deps=REFERENCE_ASSET_KEYS, group_name="usage", owners=["team:billing"], kinds={"s3", "parquet"},
+            metadata={"dagster/column_schema": column_schema(UsageEvent), "dagster/table_name": "warehouse.usage_events"},
+        ),
+        dg.AssetSpec(
+            "quarantined_events",
+            description="Every raw line that was not accepted or a plain duplicate, with the first "
+                        "reason that applies in the contract's order, and every unreadable object.",
+            deps=REFERENCE_ASSET_KEYS, group_name="usage", owners=["team:billing"], kinds={"s3", "parquet"},
+            metadata={"dagster/column_schema": column_schema(QuarantinedEvent),
+                      "dagster/table_name": "warehouse.quarantined_events"},
+        ),
+        dg.AssetSpec(
+            "duplicate_events",
+            description="Repeated events whose normalised payload equals the accepted copy: counted, "
+                        "never billed, and traceable to the copy that was.",
+            deps=REFERENCE_ASSET_KEYS, group_name="usage", owners=["team:billing"], kinds={"s3", "parquet"},
+            metadata={"dagster/column_schema": column_schema(DuplicateEvent),
+                      "dagster/table_name": "warehouse.duplicate_events"},
+        ),
+    ],
+    partitions_def=daily_usage_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake):
+    """Ingest each day of the run: read every raw object, apply the contract, publish the three
+    tables and the quarantine. Re-running a day replaces its partitions with identical content."""
+    reference = read_reference(lake)
+    per_day: dict[str, IngestResult] = {}
+    uris: dict[str, str] = {}
+    for day in context.partition_keys:
+        result = ingest_day(lake, day, reference)
+        for table_name, table in (("usage_events", result.events), ("quarantined_events", result.quarantined),
+                                  ("duplicate_events", result.duplicates)):
+            key, _ = lake.write_table(table_name, day, table)
+            uris[table_name] = lake.uri(key)
+        _write_quarantine(lake, day, result)
+        context.log.info(
+            f"{day}: {result.lines_read} lines → {result.events.num_rows} accepted, "
+            f"{result.duplicates.num_rows} duplicates, {result.quarantined_line_count} quarantined"
+            + (f"; unreadable objects: {result.unreadable_objects}" if result.unreadable_objects else "")
+        )
+        per_day[day] = result
+
+    single = len(per_day) == 1
+    only = next(iter(per_day.values()))
+    shared = {"reference_fingerprint": reference.fingerprint}
+    if single:
+        shared |= _day_metadata(only)
+    else:
+        shared |= {"days": len(per_day), "per_day": _summary_table(per_day),
+                   "lines_read": sum(r.lines_read for r in per_day.values())}
+    for table_name, rows_of, table_of in (
+        ("usage_events", lambda r: r.events.num_rows, lambda r: r.events),
+        ("quarantined_events", lambda r: r.quarantined.num_rows, lambda r: r.quarantined),
+        ("duplicate_events", lambda r: r.duplicates.num_rows, lambda r: r.duplicates),
+    ):
+        metadata = dict(shared) | {"dagster/row_count": sum(rows_of(r) for r in per_day.values())}
+        if single:
+            metadata |= {"dagster/uri": uris[table_name], "preview": markdown_preview(table_of(only))}
+        yield dg.MaterializeResult(asset_key=table_name, metadata=metadata)
+

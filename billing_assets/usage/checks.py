@@ -1,0 +1,54 @@
+"""Blocking checks on the daily usage tables: the pandera contracts, and conservation."""
+
+
+import dagster as dg
+import pyarrow.compute as pc
+
+from billing_assets.lib.checks import pandera_asset_check, partition_check
+from billing_assets.lib.lake import BillingLake
+from billing_assets.partitions import daily_usage_partitions
+from billing_assets.usage.assets import load_raw_objects
+from billing_assets.usage.parsing import read_object_lines
+from billing_assets.usage.schemas import DuplicateEvent, QuarantinedEvent, UsageEvent
+
+usage_events_matches_contract = pandera_asset_check(
+    asset="usage_events", table="usage_events", model=UsageEvent, partitions_def=daily_usage_partitions)
+quarantined_events_matches_contract = pandera_asset_check(
+    asset="quarantined_events", table="quarantined_events", model=QuarantinedEvent, partitions_def=daily_usage_partitions)
+duplicate_events_matches_contract = pandera_asset_check(
+    asset="duplicate_events", table="duplicate_events", model=DuplicateEvent, partitions_def=daily_usage_partitions)
+
+
+def conservation(lake: BillingLake, day: str) -> tuple[bool, dict]:
+    """Recount the day's raw lines from S3 and tie them to the three published tables:
+    lines_read = accepted + duplicates + quarantined, and every unreadable object is on record."""
+    lines_read, unreadable = 0, set()
+    for raw in load_raw_objects(lake, day):
+        lines = read_object_lines(raw.key, raw.body)
+        if lines.unreadable:
+            unreadable.add(raw.key)
+        else:
+            lines_read += len(lines.lines)
+    accepted = lake.read_table("usage_events", day).num_rows
+    duplicates = lake.read_table("duplicate_events", day).num_rows
+    quarantined_table = lake.read_table("quarantined_events", day)
+    line_rows = pc.is_valid(quarantined_table.column("line_number"))
+    quarantined = int(pc.sum(line_rows).as_py() or 0)
+    files_on_record = set(quarantined_table.filter(pc.invert(line_rows)).column("object_key").to_pylist())
+    balance = lines_read - (accepted + duplicates + quarantined)
+    passed = balance == 0 and files_on_record == unreadable
+    return passed, {
+        "lines_read": lines_read, "accepted": accepted, "duplicates": duplicates, "quarantined": quarantined,
+        "unaccounted_lines": balance,
+        "unreadable_objects_missing_from_quarantine": dg.MetadataValue.json(sorted(unreadable - files_on_record)),
+    }
+
+
+usage_lines_conserved = partition_check(
+    asset="usage_events",
+    name="usage_lines_conserved",
+    description="Nothing lost, nothing counted twice: every non-blank raw line of the day is accepted, "
+                "a duplicate, or quarantined, and every unreadable object is quarantined as a file.",
+    partitions_def=daily_usage_partitions,
+    evaluate=conservation,
+)
