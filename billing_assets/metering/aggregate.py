@@ -40,10 +40,18 @@ def meter_day(day: date, events: pa.Table, aggregation: dict[str, str]) -> pa.Ta
         ("quantity", "sum"), ("quantity", "max"), ("event_id", "count"),
     ]).sort_by(by_key)
     # latest: the event with the greatest timestamp, ties broken by the greatest event_id
-    ordered = events.sort_by(by_key + [("timestamp", "descending"), ("event_id", "descending")])
+    latest_events = events.filter(pc.equal(events.column("aggregation"), "latest"))
+    ordered = latest_events.sort_by(by_key + [("timestamp", "descending"), ("event_id", "descending")])
     ordered = ordered.append_column("position", pa.array(range(ordered.num_rows), pa.int64()))
     winners = ordered.group_by(_KEYS).aggregate([("position", "min")]).column("position_min")
-    latest = ordered.take(winners).sort_by(by_key)  # same groups, same order as totals
+    won = ordered.take(winners)
+    latest = {
+        (customer, meter): (stamp, event_id, quantity)
+        for customer, meter, stamp, event_id, quantity in zip(
+            won.column("customer_id").to_pylist(), won.column("meter").to_pylist(),
+            won.column("timestamp").cast(pa.int64()).to_pylist(), won.column("event_id").to_pylist(),
+            won.column("quantity").to_pylist())
+    }
     unique = events.filter(pc.equal(events.column("aggregation"), "unique_count"))
     distinct = unique.group_by(_KEYS).aggregate([("unique_value", "distinct")])
     values_of = {
@@ -51,12 +59,13 @@ def meter_day(day: date, events: pa.Table, aggregation: dict[str, str]) -> pa.Ta
         for customer, meter, values in zip(*(distinct.column(name).to_pylist()
                                               for name in ("customer_id", "meter", "unique_value_distinct")))
     }
-    joined = totals.append_column("timestamp_first", latest.column("timestamp")) \
-        .append_column("event_id_first", latest.column("event_id")) \
-        .append_column("quantity_first", latest.column("quantity")) \
-        .append_column("unique_value_distinct", pa.array(
-            [values_of.get(key) for key in zip(totals.column("customer_id").to_pylist(), totals.column("meter").to_pylist())],
-            pa.list_(pa.string())))
+    keys = list(zip(totals.column("customer_id").to_pylist(), totals.column("meter").to_pylist()))
+    winner = [latest.get(key, (None, None, None)) for key in keys]
+    joined = totals.append_column("timestamp_first", pa.array([w[0] for w in winner], pa.int64())
+                                  .cast(pa.timestamp("ns", tz="UTC"))) \
+        .append_column("event_id_first", pa.array([w[1] for w in winner], pa.string())) \
+        .append_column("quantity_first", pa.array([w[2] for w in winner], QUANTITY_TYPE)) \
+        .append_column("unique_value_distinct", pa.array([values_of.get(key) for key in keys], pa.list_(pa.string())))
     kind = joined.column("aggregation")
     count = joined.column("event_id_count")
     quantity = pc.case_when(

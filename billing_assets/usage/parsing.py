@@ -303,7 +303,8 @@ def parse_lines(lines: pa.LargeStringArray, property_fields: tuple[str, ...]) ->
         pc.match_substring_regex(lines, _NEEDS_REFERENCE_READER),
     ).to_numpy(zero_copy_only=False)
     fast = positions[~to_reference]
-    marked = pc.replace_substring_regex(lines.take(pa.array(fast)), _NUMBER_MEMBER, f':\\1"{NUMBER_MARK}\\2"\\3')
+    fast_lines = lines if len(fast) == n else lines.take(pa.array(fast))
+    marked = pc.replace_substring_regex(fast_lines, _NUMBER_MEMBER, f':\\1"{NUMBER_MARK}\\2"\\3')
     parsed: list[pa.Table] = []
     fallback: list[np.ndarray] = [positions[to_reference]]
     for start in range(0, len(fast), _BLOCK_LINES):
@@ -316,4 +317,6 @@ def parse_lines(lines: pa.LargeStringArray, property_fields: tuple[str, ...]) ->
     if not parsed:
         return parsed_schema(property_fields).empty_table()
     table = pa.concat_tables(parsed)
+    if len(slow) == 0:
+        return table  # Arrow's blocks are already in input order
     return table.take(pc.sort_indices(table.column("row")))

@@ -1,0 +1,127 @@
+"""``make bench``: the project's ingest+meter against a DuckDB query on the same S3 objects.
+
+Lands N events (gzip JSONL, one day) in the embedded S3 server, then measures, each in a
+fresh child process so peak RSS is its own:
+  (a) ours: list + fetch every object through boto3, ingest (§2–§4) and meter the day;
+  (b) DuckDB: fetch the same objects through boto3, then one query that reads them, dedupes
+      on event_id and sums quantity per customer and meter.
+The last line is machine-readable: ingest_meter_vs_duckdb_throughput_ratio=X peak_rss_ratio=Y.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+BENCH_DAY = date(2026, 9, 15)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_ours() -> dict:
+    from billing_assets.lib.lake import BillingLake
+    from billing_assets.metering.aggregate import meter_day
+    from billing_assets.reference.loading import load_reference
+    from billing_assets.resources import billing_lake
+    from billing_assets.usage.assets import ingest_day
+
+    lake: BillingLake = billing_lake()
+    reference = load_reference(lake.get_bytes_or_none)
+    started = time.perf_counter()
+    result = ingest_day(lake, BENCH_DAY.isoformat(), reference)
+    metered = meter_day(BENCH_DAY, result.events, reference.meter_aggregation())
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "lines": result.lines_read, "accepted": result.events.num_rows,
+            "duplicates": result.duplicates.num_rows, "rows": metered.num_rows, "peak_rss_mib": _peak_rss_mib()}
+
+
+def measure_duckdb() -> dict:
+    import duckdb
+
+    from billing_assets.resources import billing_lake
+    from billing_assets.usage.assets import raw_prefix
+
+    lake = billing_lake()
+    started = time.perf_counter()
+    keys = [item.key for item in lake.list_objects(raw_prefix(BENCH_DAY.isoformat()))]
+    with tempfile.TemporaryDirectory() as folder:
+        for key, body in zip(keys, lake.get_many(keys)):
+            Path(folder, key.rsplit("/", 1)[1]).write_bytes(body)
+        rows = duckdb.sql(f"""
+            SELECT customer_id, meter, sum(quantity) AS quantity, count(*) AS events FROM (
+                SELECT event_id, any_value(customer_id) AS customer_id, any_value(meter) AS meter,
+                       any_value(quantity) AS quantity
+                FROM read_json('{folder}/*.jsonl.gz', format = 'newline_delimited',
+                               columns = {{event_id: 'VARCHAR', timestamp: 'VARCHAR', meter: 'VARCHAR',
+                                          customer_id: 'VARCHAR', quantity: 'DECIMAL(38, 9)'}})
+                GROUP BY event_id)
+            GROUP BY customer_id, meter""").fetchall()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": len(rows), "lines": None, "peak_rss_mib": _peak_rss_mib()}
+
+
+def land(events: int, customers: int) -> None:
+    import boto3
+
+    from billing_assets.demo.synthetic import bench_objects, bench_reference
+    from billing_assets.lib.lake import DEFAULT_BUCKET
+
+    bucket = os.environ.setdefault("BILLING_BUCKET", DEFAULT_BUCKET)
+    client = boto3.client("s3")
+    if bucket not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
+        client.create_bucket(Bucket=bucket)
+    for key, body in (bench_reference(customers) | bench_objects(events, customers, BENCH_DAY)).items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def _child(which: str) -> dict:
+    output = subprocess.run([sys.executable, "-m", "billing_assets.bench", "--measure", which],
+                            check=True, capture_output=True, text=True, env=os.environ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--measure", choices=["ours", "duckdb"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure_ours() if args.measure == "ours" else measure_duckdb()))
+        return 0
+
+    from billing_assets.cli import _use_embedded_s3
+
+    with tempfile.TemporaryDirectory() as state:
+        if not os.environ.get("AWS_ENDPOINT_URL"):
+            os.environ["BILLING_BUCKET"] = "billing-bench"
+        _use_embedded_s3(Path(state))
+        print(f"landing {args.events:,} events for ~{args.customers:,} customers at {os.environ['AWS_ENDPOINT_URL']} …")
+        land(args.events, args.customers)
+        ours, duck = _child("ours"), _child("duckdb")
+        if not os.environ.get("BILLING_BENCH_KEEP_S3"):
+            from billing_assets.demo.embedded_s3 import stop_server
+
+            stop_server(Path(state))
+    ours_rate, duck_rate = args.events / ours["seconds"], args.events / duck["seconds"]
+    print(f"ours   : {ours['seconds']:7.2f} s  {ours_rate:12,.0f} events/s  peak RSS {ours['peak_rss_mib']:7.0f} MiB"
+          f"  ({ours['accepted']:,} accepted, {ours['duplicates']:,} duplicates, {ours['rows']:,} metered rows)")
+    print(f"duckdb : {duck['seconds']:7.2f} s  {duck_rate:12,.0f} events/s  peak RSS {duck['peak_rss_mib']:7.0f} MiB"
+          f"  ({duck['rows']:,} customer × meter rows)")
+    print(f"ingest_meter_vs_duckdb_throughput_ratio={ours_rate / duck_rate:.2f} "
+          f"peak_rss_ratio={ours['peak_rss_mib'] / duck['peak_rss_mib']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
