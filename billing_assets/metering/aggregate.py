@@ -29,18 +29,19 @@ def meter_day(day: date, events: pa.Table, aggregation: dict[str, str]) -> pa.Ta
     """Aggregate one day of accepted ``usage_events`` by each meter's aggregation."""
     if events.num_rows == 0:
         return METERED_USAGE_SCHEMA.empty_table()
-    meters = pa.array(sorted(aggregation), pa.string())
-    events = events.append_column(
-        "aggregation",
-        pc.take(pa.array([aggregation[name] for name in meters.to_pylist()], pa.string()),
-                pc.index_in(events.column("meter"), value_set=meters)),
-    )
     by_key = [("customer_id", "ascending"), ("meter", "ascending")]
-    totals = events.group_by(_KEYS + ["aggregation"]).aggregate([
+    totals = events.group_by(_KEYS).aggregate([
         ("quantity", "sum"), ("quantity", "max"), ("event_id", "count"),
     ]).sort_by(by_key)
+    totals = totals.append_column("aggregation", pa.array(
+        [aggregation[name] for name in totals.column("meter").to_pylist()], pa.string()))
+
+    def meters_aggregated_by(kind: str) -> pa.Table:
+        names = pa.array([name for name, rule in aggregation.items() if rule == kind], pa.string())
+        return events.filter(pc.is_in(events.column("meter"), value_set=names))
+
     # latest: the event with the greatest timestamp, ties broken by the greatest event_id
-    latest_events = events.filter(pc.equal(events.column("aggregation"), "latest"))
+    latest_events = meters_aggregated_by("latest")
     ordered = latest_events.sort_by(by_key + [("timestamp", "descending"), ("event_id", "descending")])
     ordered = ordered.append_column("position", pa.array(range(ordered.num_rows), pa.int64()))
     winners = ordered.group_by(_KEYS).aggregate([("position", "min")]).column("position_min")
@@ -52,7 +53,7 @@ def meter_day(day: date, events: pa.Table, aggregation: dict[str, str]) -> pa.Ta
             won.column("timestamp").cast(pa.int64()).to_pylist(), won.column("event_id").to_pylist(),
             won.column("quantity").to_pylist())
     }
-    unique = events.filter(pc.equal(events.column("aggregation"), "unique_count"))
+    unique = meters_aggregated_by("unique_count")
     distinct = unique.group_by(_KEYS).aggregate([("unique_value", "distinct")])
     values_of = {
         (customer, meter): sorted(values)

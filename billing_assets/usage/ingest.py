@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import pyarrow.compute as pc
 
 from billing_assets.lib.money import MAX_QUANTITY, QUANTITY_TYPE, QuantityError, parse_quantity
 from billing_assets.reference.loading import CUSTOMERS_KEY, METERS_KEY, ReferenceData
-from billing_assets.usage.parsing import NUMBER_MARK, OTHER_MARK, STRING_MARK, parse_lines, read_object_lines
+from billing_assets.usage.parsing import NUMBER_MARK, OTHER_MARK, STRING_MARK, parse_object, read_object_lines
 from billing_assets.usage.reasons import Reason
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -131,6 +132,19 @@ def _kind(value: str) -> str:
     return "number" if value.startswith(NUMBER_MARK) else value[1:]
 
 
+def _field_problem(value: str, name: str, rule: str) -> str:
+    if value[:1] in (NUMBER_MARK, OTHER_MARK):
+        return f"{name} must be a string, got a {_kind(value)}"
+    return f"{name} {_shown(value)} is not {rule}"
+
+
+def _timestamp_problem(row: dict) -> str:
+    text = row["timestamp"]
+    if re.fullmatch(NAIVE_TIMESTAMP_PATTERN, text):
+        return f"timestamp {_shown(text)} has no UTC offset (Z or ±HH:MM)"
+    return f"timestamp {_shown(text)} is not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.fraction] with Z or ±HH:MM)"
+
+
 @dataclass(frozen=True)
 class _IpFacts:
     valid: bool
@@ -214,20 +228,24 @@ def _timestamps(column: pa.Array, well_formed: np.ndarray) -> np.ndarray:
     return result
 
 
-def _quantities(column: pa.Array, ctx: _PartitionContext) -> tuple[pa.Array, list[str | None]]:
-    """Exact decimals for the quantity column, plus an error text per row (None when fine/absent)."""
+def _quantities(column: pa.Array, ctx: _PartitionContext) -> tuple[pa.Array, dict[int, str]]:
+    """Exact decimals for the quantity column (null where absent or invalid), and the error text
+    of each invalid row. Plain decimals are cast by Arrow; any other form goes through
+    ``parse_quantity``, the rule's one definition, once per distinct text."""
     n = len(column)
     present = _mask(pc.is_valid(column))
     other = _mask(pc.starts_with(column, OTHER_MARK))
-    text = pc.replace_substring_regex(column, "^\\x{E000}", "")
-    fast = _matches(text, FAST_QUANTITY_PATTERN) & ~other
+    number = pc.starts_with(column, NUMBER_MARK)
+    text = pc.if_else(number, pc.utf8_slice_codeunits(column, 1), column)
+    fast = _matches(text, FAST_QUANTITY_PATTERN)
     values = pc.if_else(pa.array(fast), text, "0").cast(QUANTITY_TYPE)
     fast &= _mask(pc.less_equal(values, pa.scalar(MAX_QUANTITY, QUANTITY_TYPE)))
-    errors: list[str | None] = [None] * n
+    errors: dict[int, str] = {}
+    usable = fast.copy()
     slow_rows = np.flatnonzero(present & ~fast & ~other)
     if len(slow_rows):
         replacements = {}
-        for row, raw in zip(slow_rows, text.take(pa.array(slow_rows)).to_pylist()):
+        for row, raw in zip(slow_rows.tolist(), text.take(pa.array(slow_rows)).to_pylist()):
             outcome = ctx.quantity_cache.get(raw)
             if outcome is None:
                 try:
@@ -238,19 +256,19 @@ def _quantities(column: pa.Array, ctx: _PartitionContext) -> tuple[pa.Array, lis
             if isinstance(outcome, str):
                 errors[row] = outcome
             else:
-                replacements[int(row)] = outcome
+                replacements[row] = outcome
+        usable[list(replacements)] = True
         if replacements:
             patched = values.to_pylist()
             for row, value in replacements.items():
                 patched[row] = value
             values = pa.array(patched, QUANTITY_TYPE)
-    for row in np.flatnonzero(other):
-        errors[row] = f"quantity must be a number or decimal string, got a {_kind(column[int(row)].as_py())}"
-    absent = pa.array(~present | other | np.array([error is not None for error in errors], dtype=bool))
-    return pc.if_else(absent, pa.nulls(n, QUANTITY_TYPE), values), errors
+    for row in np.flatnonzero(other).tolist():
+        errors[row] = f"quantity must be a number or decimal string, got a {_kind(column[row].as_py())}"
+    return pc.if_else(pa.array(usable), values, pa.nulls(n, QUANTITY_TYPE)), errors
 
 
-def _validate_object(parsed: pa.Table, key: str, last_modified: datetime, ctx: _PartitionContext) -> pa.Table:
+def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetime, ctx: _PartitionContext) -> pa.Table:
     """Append reason, detail and the normalised values to one object's parsed lines."""
     n = parsed.num_rows
     col = {name: parsed.column(name).combine_chunks() for name in parsed.column_names}
@@ -279,7 +297,8 @@ def _validate_object(parsed: pa.Table, key: str, last_modified: datetime, ctx: _
     aggregation = pc.take(pa.array([ctx.aggregation[name] for name in meters.to_pylist()], pa.string()),
                           pc.index_in(meter, value_set=meters))
     quantity, quantity_errors = _quantities(col["quantity"], ctx)
-    quantity_error = np.array([error is not None for error in quantity_errors], dtype=bool)
+    quantity_error = np.zeros(n, dtype=bool)
+    quantity_error[list(quantity_errors)] = True
     unique_value = pa.nulls(n, pa.string())
     for meter_name, field_name in ctx.meter_field.items():
         unique_value = pc.if_else(pc.equal(meter, meter_name), col[f"property:{field_name}"], unique_value)
@@ -296,26 +315,19 @@ def _validate_object(parsed: pa.Table, key: str, last_modified: datetime, ctx: _
         _Check(Reason.MISSING_FIELD, null["meter"], lambda row: "missing field 'meter'"),
         _Check(Reason.MISSING_FIELD, null["customer_id"] & null["ip"],
                lambda row: "missing field: neither 'customer_id' nor 'ip' is given"),
-        _Check(Reason.INVALID_FIELD, _typed(event_id), lambda row: f"event_id must be a string, got a {_kind(row['event_id'])}"),
         _Check(Reason.INVALID_FIELD, ~_matches(event_id, EVENT_ID_PATTERN),
-               lambda row: f"event_id {_shown(row['event_id'])} is not 1-128 characters of [A-Za-z0-9._:-]"),
-        _Check(Reason.INVALID_FIELD, ~null["source"] & _typed(source), lambda row: f"source must be a string, got a {_kind(row['source'])}"),
+               lambda row: _field_problem(row["event_id"], "event_id", "1-128 characters of [A-Za-z0-9._:-]")),
         _Check(Reason.INVALID_FIELD, ~null["source"] & ~_matches(source, SOURCE_PATTERN),
-               lambda row: f"source {_shown(row['source'])} is not up to 128 characters of [A-Za-z0-9._:-]"),
+               lambda row: _field_problem(row["source"], "source", "up to 128 characters of [A-Za-z0-9._:-]")),
         _Check(Reason.INVALID_FIELD, _typed(stamp), lambda row: f"timestamp must be a string, got a {_kind(row['timestamp'])}"),
         _Check(Reason.INVALID_FIELD, _typed(meter), lambda row: f"meter must be a string, got a {_kind(row['meter'])}"),
-        _Check(Reason.INVALID_FIELD, ~null["customer_id"] & _typed(customer),
-               lambda row: f"customer_id must be a string, got a {_kind(row['customer_id'])}"),
         _Check(Reason.INVALID_FIELD, ~null["customer_id"] & ~_matches(customer, CUSTOMER_ID_PATTERN),
-               lambda row: f"customer_id {_shown(row['customer_id'])} is not 1-64 characters of [A-Za-z0-9_-]"),
+               lambda row: _field_problem(row["customer_id"], "customer_id", "1-64 characters of [A-Za-z0-9_-]")),
         _Check(Reason.INVALID_FIELD, ~null["ip"] & _typed(ip), lambda row: f"ip must be a string, got a {_kind(row['ip'])}"),
         _Check(Reason.INVALID_FIELD, ~null["ip"] & ~ip_valid, lambda row: f"ip {_shown(row['ip'])} is not an IPv4 or IPv6 address"),
         _Check(Reason.INVALID_FIELD, ~_mask(col["properties_valid"]),
                lambda row: "properties must be an object whose values are strings or numbers"),
-        _Check(Reason.INVALID_TIMESTAMP, ~well_formed & _matches(stamp, NAIVE_TIMESTAMP_PATTERN),
-               lambda row: f"timestamp {_shown(row['timestamp'])} has no UTC offset (Z or ±HH:MM)"),
-        _Check(Reason.INVALID_TIMESTAMP, ~well_formed,
-               lambda row: f"timestamp {_shown(row['timestamp'])} is not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.fraction] with Z or ±HH:MM)"),
+        _Check(Reason.INVALID_TIMESTAMP, ~well_formed, _timestamp_problem),
         _Check(Reason.INVALID_TIMESTAMP, ts_ns == NOT_AN_INSTANT,
                lambda row: f"timestamp {_shown(row['timestamp'])} is not a real date and time"),
         _Check(Reason.FUTURE_TIMESTAMP, ts_ns > deadline_ns,
@@ -343,29 +355,32 @@ def _validate_object(parsed: pa.Table, key: str, last_modified: datetime, ctx: _
     parse_failed = _mask(pc.is_valid(col["parse_reason"]))
     failed = np.vstack([parse_failed] + [check.failed for check in checks])
     first = np.where(failed.any(axis=0), failed.argmax(axis=0), -1)
-    reasons: list[str | None] = [None] * n
-    details: list[str | None] = [None] * n
     rejected = np.flatnonzero(first >= 0)
+    reasons = pa.nulls(n, pa.string())
+    details = pa.nulls(n, pa.string())
     if len(rejected):
+        reason_of = np.full(n, None, dtype=object)
+        detail_of = np.full(n, None, dtype=object)
         rows = parsed.take(pa.array(rejected)).to_pylist()
         resolved_values = resolved.take(pa.array(rejected)).to_pylist()
-        for position, row, owner in zip(rejected, rows, resolved_values):
+        for position, row, owner in zip(rejected.tolist(), rows, resolved_values):
             index = first[position]
             if index == 0:
-                reasons[position], details[position] = row["parse_reason"], row["parse_detail"]
+                reason_of[position], detail_of[position] = row["parse_reason"], row["parse_detail"]
                 continue
             check = checks[index - 1]
-            row.update(position=int(position), resolved=owner, ts_ns=int(ts_ns[position]))
-            reasons[position], details[position] = check.reason.value, check.detail(row)
+            row.update(position=position, resolved=owner, ts_ns=int(ts_ns[position]))
+            reason_of[position], detail_of[position] = check.reason.value, check.detail(row)
+        reasons, details = pa.array(reason_of, pa.string()), pa.array(detail_of, pa.string())
 
     count_like = _mask(pc.is_in(aggregation, value_set=pa.array(DEFAULT_ONE)))
     quantity = pc.if_else(pa.array(count_like & ~_mask(pc.is_valid(quantity))),
                           pa.scalar(Decimal(1), QUANTITY_TYPE), quantity)
     return pa.table({
-        "object_key": pa.array([key] * n, pa.string()),
+        "object_index": pa.array(np.full(n, object_index, dtype=np.int32)),
         "line_number": col["line_number"],
-        "reason": pa.array(reasons, pa.string()),
-        "detail": pa.array(details, pa.string()),
+        "reason": reasons,
+        "detail": details,
         "event_id": event_id,
         "source": pc.fill_null(source, ""),
         "timestamp": pa.array(ts_ns, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
@@ -394,107 +409,127 @@ def _payload_fingerprint(table: pa.Table) -> pa.Array:
                                          for part in parts], "\x1f")
 
 
-def _prepare_object(raw: RawObject, ctx: _PartitionContext):
-    """(lines, parsed, validated) for one object; parsed and validated are None when the object
-    is unreadable or empty."""
+@dataclass
+class _PreparedObject:
+    key: str
+    bytes_read: int
+    unreadable: str | None = None
+    line_count: int = 0
+    checked: pa.Table | None = None
+    ignored_fields: int = 0
+    rejected_text: dict[int, str] = field(default_factory=dict)  # raw position → raw line
+
+
+def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -> _PreparedObject:
+    """Read, parse and check one object. Only the raw text of rejected lines is kept: the
+    object's lines are let go as soon as it is checked."""
     lines = read_object_lines(raw.key, raw.body)
+    prepared = _PreparedObject(raw.key, lines.bytes_read, lines.unreadable)
     if lines.unreadable or lines.is_empty:
-        return lines, None, None
-    parsed = parse_lines(lines.lines, ctx.property_fields)
+        return prepared
+    parsed = parse_object(lines, ctx.property_fields)
     parsed = parsed.append_column("line_number", pa.array(lines.line_numbers).take(parsed.column("row")))
-    return lines, parsed, _validate_object(parsed, raw.key, raw.last_modified, ctx)
+    prepared.checked = _validate_object(parsed, object_index, raw.last_modified, ctx)
+    prepared.line_count = len(lines.lines)
+    prepared.ignored_fields = int(pc.sum(parsed.column("ignored_fields")).as_py() or 0)
+    rejected = np.flatnonzero(_mask(pc.is_valid(prepared.checked.column("reason"))))
+    if len(rejected):
+        prepared.rejected_text = dict(zip(rejected.tolist(), lines.lines.take(pa.array(rejected)).to_pylist()))
+    return prepared
 
 
 def ingest_partition(day: date, objects: Sequence[RawObject], reference: ReferenceData) -> IngestResult:
     """Apply CONTRACT.md §2–§4 to every object of one daily partition."""
     ctx = _PartitionContext.build(day, reference)
-    validated: list[pa.Table] = []
-    raw_lines: dict[str, pa.Array] = {}
-    file_rows: list[dict] = []
-    result = IngestResult(
-        events=USAGE_EVENTS_SCHEMA.empty_table(), quarantined=QUARANTINED_EVENTS_SCHEMA.empty_table(),
-        duplicates=DUPLICATE_EVENTS_SCHEMA.empty_table(), quarantined_lines=[],
-    )
     ordered = sorted(objects, key=lambda item: item.key)
     # Arrow's kernels release the GIL: objects are parsed and checked side by side
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        prepared = list(pool.map(lambda raw: _prepare_object(raw, ctx), ordered))
-    for raw, (lines, parsed, checked) in zip(ordered, prepared):
-        result.objects_read += 1
-        result.bytes_read += lines.bytes_read
-        if lines.unreadable:
-            result.unreadable_objects.append(raw.key)
-            file_rows.append({"object_key": raw.key, "line_number": None, "reason": Reason.UNREADABLE_FILE.value,
-                              "detail": lines.unreadable})
-            continue
-        if lines.is_empty:
-            result.empty_objects.append(raw.key)
-            continue
-        result.lines_read += len(lines.lines)
-        result.ignored_fields += int(pc.sum(parsed.column("ignored_fields")).as_py() or 0)
-        validated.append(checked)
-        raw_lines[raw.key] = lines.lines
+        prepared = list(pool.map(lambda pair: _prepare_object(pair[0], pair[1], ctx), enumerate(ordered)))
+    result = IngestResult(
+        events=USAGE_EVENTS_SCHEMA.empty_table(), quarantined=QUARANTINED_EVENTS_SCHEMA.empty_table(),
+        duplicates=DUPLICATE_EVENTS_SCHEMA.empty_table(), quarantined_lines=[],
+        objects_read=len(ordered), bytes_read=sum(item.bytes_read for item in prepared),
+        lines_read=sum(item.line_count for item in prepared),
+        ignored_fields=sum(item.ignored_fields for item in prepared),
+        unreadable_objects=[item.key for item in prepared if item.unreadable],
+        empty_objects=[item.key for item in prepared if not item.unreadable and item.checked is None],
+    )
+    file_rows = [{"object_key": item.key, "line_number": None, "reason": Reason.UNREADABLE_FILE.value,
+                  "detail": item.unreadable} for item in prepared if item.unreadable]
+    validated = [item.checked for item in prepared if item.checked is not None]
     if not validated:
         result.quarantined = pa.Table.from_pylist(file_rows, schema=QUARANTINED_EVENTS_SCHEMA)
+        result.quarantined_lines = [entry | {"line": None} for entry in file_rows]
         return result
 
+    object_keys = pa.array([raw.key for raw in ordered], pa.string())
     lines_table = pa.concat_tables(validated)
-    reason = lines_table.column("reason").combine_chunks()
-    passed = _mask(pc.is_null(reason))
-    candidates = lines_table.filter(pa.array(passed))
-    keys = pc.binary_join_element_wise(candidates.column("source").combine_chunks(),
-                                       candidates.column("event_id").combine_chunks(), "\x1f")
-    # candidates are in (object key, line number) order, so a key's first row is its winner
-    codes = keys.dictionary_encode().indices.to_numpy(zero_copy_only=False)
-    _, first_index = np.unique(codes, return_index=True)
-    first_of_key = first_index[codes]
-    repeated = first_of_key != np.arange(len(codes))
-    conflict = np.zeros(len(codes), dtype=bool)
-    if repeated.any():
-        involved = np.flatnonzero(repeated)
-        fingerprints = _payload_fingerprint(candidates.take(pa.array(np.union1d(involved, first_of_key[involved]))))
-        lookup = dict(zip(np.union1d(involved, first_of_key[involved]).tolist(), fingerprints.to_pylist()))
-        for row in involved:
-            conflict[row] = lookup[row] != lookup[int(first_of_key[row])]
-    duplicate = repeated & ~conflict
+    passed = _mask(pc.is_null(lines_table.column("reason")))
+    candidate_rows = np.flatnonzero(passed)
+    identity = lines_table.select(["source", "event_id"]).take(pa.array(candidate_rows))
+    keys = pc.binary_join_element_wise(identity.column("source").combine_chunks(),
+                                       identity.column("event_id").combine_chunks(), "\x1f")
+    # Rows are in (object key, line number) order and dictionary codes are handed out in order
+    # of first appearance, so a row is its key's winner exactly when its code is new.
+    codes = keys.dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    seen_before = np.maximum.accumulate(np.concatenate(([-1], codes[:-1])))
+    repeated = codes <= seen_before
+    first_of_key = candidate_rows[np.flatnonzero(~repeated)][codes]  # lines_table row of the winner
+    repeat_rows = candidate_rows[repeated]
+    winner_rows = first_of_key[repeated]
+    conflict = np.zeros(len(repeat_rows), dtype=bool)
+    if len(repeat_rows):
+        involved = np.union1d(repeat_rows, winner_rows)
+        fingerprint = dict(zip(involved.tolist(), _payload_fingerprint(lines_table.take(pa.array(involved))).to_pylist()))
+        conflict = np.array([fingerprint[a] != fingerprint[b] for a, b in zip(repeat_rows.tolist(), winner_rows.tolist())],
+                            dtype=bool)
 
-    accepted = candidates.filter(pa.array(~repeated))
-    result.events = accepted.select(USAGE_EVENTS_SCHEMA.names).cast(USAGE_EVENTS_SCHEMA)
-    dup_rows = np.flatnonzero(duplicate)
-    firsts = candidates.take(pa.array(first_of_key[dup_rows].astype(np.int64)))
-    dups = candidates.take(pa.array(dup_rows))
+    def keyed(rows: np.ndarray, *columns: str) -> pa.Table:
+        picked = lines_table.select(["object_index", *columns]).take(pa.array(rows, pa.int64()))
+        return picked.set_column(0, "object_key", object_keys.take(picked.column("object_index")))
+
+    events = keyed(candidate_rows[~repeated], *[name for name in USAGE_EVENTS_SCHEMA.names if name != "object_key"])
+    result.events = events.select(USAGE_EVENTS_SCHEMA.names).cast(USAGE_EVENTS_SCHEMA)
+    duplicates = keyed(repeat_rows[~conflict], "line_number", "source", "event_id")
+    winners = keyed(winner_rows[~conflict], "line_number")
     result.duplicates = pa.table({
-        "object_key": dups.column("object_key"), "line_number": dups.column("line_number"),
-        "source": dups.column("source"), "event_id": dups.column("event_id"),
-        "first_object_key": firsts.column("object_key"), "first_line_number": firsts.column("line_number"),
+        "object_key": duplicates.column("object_key"), "line_number": duplicates.column("line_number"),
+        "source": duplicates.column("source"), "event_id": duplicates.column("event_id"),
+        "first_object_key": winners.column("object_key"), "first_line_number": winners.column("line_number"),
     }, schema=DUPLICATE_EVENTS_SCHEMA)
 
-    conflict_rows = np.flatnonzero(conflict)
-    conflicts = candidates.take(pa.array(conflict_rows))
-    conflict_firsts = candidates.take(pa.array(first_of_key[conflict_rows].astype(np.int64)))
+    conflicts = keyed(repeat_rows[conflict], "line_number", "source", "event_id", "raw_position")
+    conflict_winners = keyed(winner_rows[conflict], "line_number")
     conflict_table = pa.table({
         "object_key": conflicts.column("object_key"), "line_number": conflicts.column("line_number"),
-        "reason": pa.array([Reason.DUPLICATE_CONFLICT.value] * len(conflict_rows), pa.string()),
+        "reason": pa.array([Reason.DUPLICATE_CONFLICT.value] * conflicts.num_rows, pa.string()),
         "detail": pa.array([
-            f"(source {source!r}, event_id {event_id!r}) was first seen at {first_key} line {first_line} with a different payload"
+            f"(source {source!r}, event_id {event_id!r}) was first seen at {first_key} line {first_line} "
+            "with a different payload"
             for source, event_id, first_key, first_line in zip(
                 conflicts.column("source").to_pylist(), conflicts.column("event_id").to_pylist(),
-                conflict_firsts.column("object_key").to_pylist(), conflict_firsts.column("line_number").to_pylist())
+                conflict_winners.column("object_key").to_pylist(), conflict_winners.column("line_number").to_pylist())
         ], pa.string()),
         "raw_position": conflicts.column("raw_position"),
     })
-    line_rejects = lines_table.filter(pa.array(~passed)).select(["object_key", "line_number", "reason", "detail", "raw_position"])
-    rejects = pa.concat_tables([line_rejects, conflict_table.cast(line_rejects.schema)])
+    line_rejects = keyed(np.flatnonzero(~passed), "line_number", "reason", "detail", "raw_position")
+    rejects = pa.concat_tables([line_rejects, conflict_table.select(line_rejects.column_names)])
     rejects = rejects.take(pc.sort_indices(rejects, [("object_key", "ascending"), ("line_number", "ascending")]))
     result.quarantined = pa.concat_tables([
         pa.Table.from_pylist(file_rows, schema=QUARANTINED_EVENTS_SCHEMA),
         rejects.select(QUARANTINED_EVENTS_SCHEMA.names).cast(QUARANTINED_EVENTS_SCHEMA),
     ]).combine_chunks()
-    for row in rejects.to_pylist():
-        result.quarantined_lines.append({
-            "object_key": row["object_key"], "line_number": row["line_number"], "reason": row["reason"],
-            "detail": row["detail"], "line": raw_lines[row["object_key"]][row["raw_position"]].as_py(),
-        })
-    for entry in file_rows:
-        result.quarantined_lines.append(entry | {"line": None})
+
+    text_of = {item.key: item.rejected_text for item in prepared}
+    conflicted_keys = set(conflicts.column("object_key").to_pylist())
+    for raw in ordered:  # a conflict is found after its object was let go: read that object again
+        if raw.key in conflicted_keys:
+            lines = read_object_lines(raw.key, raw.body).lines
+            positions = conflicts.filter(pc.equal(conflicts.column("object_key"), raw.key)).column("raw_position")
+            text_of[raw.key] |= dict(zip(positions.to_pylist(), lines.take(positions).to_pylist()))
+    result.quarantined_lines = [
+        {"object_key": row["object_key"], "line_number": row["line_number"], "reason": row["reason"],
+         "detail": row["detail"], "line": text_of[row["object_key"]][row["raw_position"]]}
+        for row in rejects.to_pylist()
+    ] + [entry | {"line": None} for entry in file_rows]
     return result

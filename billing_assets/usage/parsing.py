@@ -38,6 +38,7 @@ _BLOCK_LINES = 16_384
 _NUMBER_MEMBER = r':(\s*)(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)(\s*[,}\]])'
 # Escapes, control characters, our own marks, and NaN/Infinity literals (which Arrow accepts
 # and the contract rejects) are left to the reference reader.
+_NUMBER_REPLACEMENT = f':\\1"{NUMBER_MARK}\\2"\\3'
 _NEEDS_REFERENCE_READER = r'[\\\x00-\x08\x0b-\x1f]|[\x{E000}-\x{E002}]|[:\[,]\s*-?(?:NaN|Infinity)'
 _ARROW_SCHEMA = pa.schema([(name, pa.string()) for name in SCALAR_FIELDS] + [("properties", pa.struct([]))])
 
@@ -62,6 +63,7 @@ class ObjectLines:
     lines: pa.LargeStringArray | None = None
     line_numbers: np.ndarray | None = None
     unreadable: str | None = None
+    text: pa.LargeStringArray | None = None  # the whole decoded object, as one value
 
     @property
     def is_empty(self) -> bool:
@@ -96,7 +98,8 @@ def read_object_lines(key: str, body: bytes) -> ObjectLines:
     numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
     blank = pc.equal(pc.binary_length(pc.ascii_trim_whitespace(lines)), 0)
     keep = pc.invert(blank)
-    return ObjectLines(key, len(body), lines=lines.filter(keep), line_numbers=numbers[keep.to_numpy(zero_copy_only=False)])
+    return ObjectLines(key, len(body), lines=lines.filter(keep), line_numbers=numbers[keep.to_numpy(zero_copy_only=False)],
+                       text=whole)
 
 
 def _first_invalid_utf8(data: bytes) -> int:
@@ -294,6 +297,36 @@ def _parse_block(lines: pa.Array, rows: np.ndarray, property_fields, parsed: lis
     parsed.append(_normalise_arrow_block(block, rows, property_fields))
 
 
+def _parse_whole(text: pa.LargeStringArray, lines: pa.LargeStringArray, property_fields) -> pa.Table | None:
+    """The common case in one pass over the object: when no line is too long or needs the
+    reference reader, mark numbers and parse the whole text at once (one regex and one reader
+    call instead of one per line). None when the object is not that simple."""
+    if len(lines) == 0 or pc.max(pc.binary_length(lines)).as_py() > MAX_LINE_BYTES:
+        return None
+    if pc.any(pc.match_substring_regex(text, _NEEDS_REFERENCE_READER)).as_py():
+        return None
+    marked = pc.replace_substring_regex(text, _NUMBER_MEMBER, _NUMBER_REPLACEMENT)
+    _, offsets, data = marked.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)
+    try:
+        block = pj.read_json(
+            pa.BufferReader(data[bounds[marked.offset]: bounds[marked.offset + 1]]),
+            read_options=pj.ReadOptions(use_threads=False, block_size=64 << 20),
+            parse_options=pj.ParseOptions(explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="infer"),
+        )
+    except pa.ArrowInvalid:
+        return None
+    if block.num_rows != len(lines):  # a line held two values, or Arrow skipped a line we count
+        return None
+    return _normalise_arrow_block(block, np.arange(len(lines), dtype=np.int64), property_fields)
+
+
+def parse_object(lines: "ObjectLines", property_fields: tuple[str, ...]) -> pa.Table:
+    """Parse one readable object's non-blank lines (``row`` = position among them)."""
+    whole = _parse_whole(lines.text, lines.lines, property_fields) if lines.text is not None else None
+    return whole if whole is not None else parse_lines(lines.lines, property_fields)
+
+
 def parse_lines(lines: pa.LargeStringArray, property_fields: tuple[str, ...]) -> pa.Table:
     """Parse every line; returns ``parsed_schema`` rows in input order (``row`` = input position)."""
     n = len(lines)
@@ -304,7 +337,7 @@ def parse_lines(lines: pa.LargeStringArray, property_fields: tuple[str, ...]) ->
     ).to_numpy(zero_copy_only=False)
     fast = positions[~to_reference]
     fast_lines = lines if len(fast) == n else lines.take(pa.array(fast))
-    marked = pc.replace_substring_regex(fast_lines, _NUMBER_MEMBER, f':\\1"{NUMBER_MARK}\\2"\\3')
+    marked = pc.replace_substring_regex(fast_lines, _NUMBER_MEMBER, _NUMBER_REPLACEMENT)
     parsed: list[pa.Table] = []
     fallback: list[np.ndarray] = [positions[to_reference]]
     for start in range(0, len(fast), _BLOCK_LINES):
