@@ -36,10 +36,13 @@ _BLOCK_LINES = 16_384
 # lookahead, so the terminator is captured and put back). Requiring the terminator keeps the
 # colons inside timestamps ("T19:52:58Z") from matching.
 _NUMBER_MEMBER = r':(\s*)(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)(\s*[,}\]])'
-# Escapes, control characters, our own marks, and NaN/Infinity literals (which Arrow accepts
-# and the contract rejects) are left to the reference reader.
 _NUMBER_REPLACEMENT = f':\\1"{NUMBER_MARK}\\2"\\3'
-_NEEDS_REFERENCE_READER = r'[\\\x00-\x08\x0b-\x1f]|[\x{E000}-\x{E002}]|[:\[,]\s*-?(?:NaN|Infinity)'
+# Left to the reference reader: lines that do not open with '{' (Arrow's reader crashes on a
+# leading `null` and reads a later one as an empty object), escapes, control characters, our
+# own marks, and NaN/Infinity literals (which Arrow accepts and the contract rejects).
+_NEEDS_REFERENCE_READER = (
+    r'(?m)^[ \t]*[^ \t\r\n{]|[\\\x00-\x08\x0b-\x1f]|[\x{E000}-\x{E002}]|[:\[,]\s*-?(?:NaN|Infinity)'
+)
 _ARROW_SCHEMA = pa.schema([(name, pa.string()) for name in SCALAR_FIELDS] + [("properties", pa.struct([]))])
 
 
