@@ -20,7 +20,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# the instance records every event for the UI; the terminal gets our summary, not tracebacks
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 class CliError(Exception):
@@ -82,11 +83,19 @@ def check_bucket() -> str:
     return bucket
 
 
+MINIMAL_INSTANCE = "telemetry:\n  enabled: false\n"
+
+
 def instance():
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         raise CliError("DAGSTER_HOME is not set: it names the Dagster instance the runs are recorded in")
-    Path(home).mkdir(parents=True, exist_ok=True)
+    home_path = Path(home)
+    home_path.mkdir(parents=True, exist_ok=True)
+    if not (home_path / "dagster.yaml").exists():
+        # a new instance gets this project's local settings (or, outside a checkout, no telemetry)
+        source = Path("dagster.yaml")
+        (home_path / "dagster.yaml").write_text(source.read_text() if source.exists() else MINIMAL_INSTANCE)
     from dagster import DagsterInstance
 
     return DagsterInstance.get()
@@ -95,11 +104,13 @@ def instance():
 def _failure_text(result) -> str:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            error = event.event_specific_data.error
-            user = error.cause if getattr(error, "cause", None) else error
-            message = (user.message or "").strip().splitlines()
-            return message[-1] if message else "step failed"
-    failed_checks = [f"{e.asset_check_key.name}" for e in result.get_asset_check_evaluations() if not e.passed]
+            data = event.event_specific_data
+            if data.user_failure_data and data.user_failure_data.description:
+                return data.user_failure_data.description  # a dg.Failure raised on purpose
+            error = data.error.cause if data.error.cause else data.error
+            lines = (error.message or "").strip().splitlines()
+            return lines[-1] if lines else "step failed"
+    failed_checks = [e.asset_check_key.name for e in result.get_asset_check_evaluations() if not e.passed]
     return "failed checks: " + ", ".join(failed_checks) if failed_checks else "run failed"
 
 
@@ -179,10 +190,7 @@ def _use_embedded_s3(state_dir: Path) -> bool:
 def _default_home() -> None:
     if not os.environ.get("DAGSTER_HOME"):
         os.environ["DAGSTER_HOME"] = str(Path(".dagster_home").resolve())
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists() and Path("dagster.yaml").exists():
-        shutil.copy("dagster.yaml", home / "dagster.yaml")
+    instance()
 
 
 def seed_demo(include_late: bool) -> None:

@@ -4,7 +4,6 @@ import dagster as dg
 
 from billing_assets.metering import assets as metering_assets
 from billing_assets.metering import checks as metering_checks
-from billing_assets.partitions import daily_usage_partitions
 from billing_assets.reference import assets as reference_assets
 from billing_assets.resources import billing_lake
 from billing_assets.usage import assets as usage_assets
@@ -18,7 +17,6 @@ reference_job = dg.define_asset_job(
 daily_usage_job = dg.define_asset_job(
     "daily_usage_job",
     selection=dg.AssetSelection.groups("usage", "metering"),
-    partitions_def=daily_usage_partitions,
     description="Ingest one or more days of raw usage and meter them, with every blocking check.",
 )
 

@@ -1,0 +1,37 @@
+"""The code location loads, and declares what the UI and the contract need."""
+
+import dagster as dg
+
+from billing_assets.definitions import defs
+
+TABLES = ("usage_events", "quarantined_events", "duplicate_events", "metered_usage")
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_graph():
+    graph = defs.resolve_asset_graph()
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
+        "meters", "plans", "customers", "contracts", "ip_allocations", *TABLES}
+    assert dg.AssetKey("usage_events") in graph.get(dg.AssetKey("metered_usage")).parent_keys
+
+
+def test_every_table_shows_its_columns_and_has_a_blocking_contract_check():
+    graph = defs.resolve_asset_graph()
+    checks = {key.name: key for key in graph.asset_check_keys}
+    for table in TABLES:
+        spec = graph.get(dg.AssetKey(table))
+        schema = spec.metadata["dagster/column_schema"]
+        assert len(schema.columns) >= 4
+        assert spec.partitions_def is not None
+        assert f"{table}_matches_contract" in checks
+    blocking = {key.name: graph.get_check_spec(key).blocking for key in graph.asset_check_keys}
+    assert all(blocking.values()) and "usage_lines_conserved" in blocking and "metered_usage_ties_to_events" in blocking
+
+
+def test_daily_assets_run_a_backfill_as_one_run():
+    graph = defs.resolve_asset_graph()
+    for table in TABLES:
+        assert graph.get(dg.AssetKey(table)).backfill_policy == dg.BackfillPolicy.single_run()

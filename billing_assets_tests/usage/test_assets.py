@@ -1,0 +1,160 @@
+"""The daily job run for real: Dagster instance on disk, moto's S3 server on loopback."""
+
+import gzip
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from billing_assets.definitions import defs
+from billing_assets.lib.lake import BillingLake
+from billing_assets.metering.checks import ties_to_events
+from billing_assets.resources import billing_lake
+from billing_assets.usage.checks import conservation
+from billing_assets_tests.conftest import reference_files
+from billing_assets_tests.usage.helpers import event
+
+DAY = "2026-01-05"
+PREFIX = f"raw/usage/dt={DAY}/"
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+@pytest.fixture
+def day_objects():
+    first = "".join(line + "\n" for line in [
+        event(event_id="a1", quantity="2.5"),
+        event(event_id="a2", meter="api_requests", quantity=...),
+        event(event_id="a3", meter="active_users", quantity=..., properties={"user_id": "u1"}),
+        "{not json",
+        event(event_id="a4", customer_id="hooli"),
+    ]).encode()
+    second = "".join(line + "\n" for line in [event(event_id="a1", quantity="2.5"), event(event_id="b1", quantity="1")])
+    return {
+        PREFIX + "part-1.jsonl": first,
+        PREFIX + "part-2.jsonl.gz": gzip.compress(second.encode(), mtime=0),
+        PREFIX + "part-3.jsonl.gz": b"definitely not gzip",
+    }
+
+
+@pytest.fixture
+def seeded(put, day_objects):
+    put(reference_files() | day_objects)
+
+
+def run_day(instance, day=DAY, **kwargs):
+    return defs.resolve_job_def("daily_usage_job").execute_in_process(
+        partition_key=day, instance=instance, raise_on_error=False, run_config=QUIET, **kwargs)
+
+
+def metadata_of(result, asset):
+    for event_record in result.get_asset_materialization_events():
+        materialization = event_record.event_specific_data.materialization
+        if materialization.asset_key == dg.AssetKey(asset):
+            return {key: value.value for key, value in materialization.metadata.items()}
+    raise AssertionError(f"{asset} not materialised")
+
+
+def test_a_day_materialises_with_every_check_passing(seeded, s3, bucket):
+    with dg.instance_for_test() as instance:
+        result = run_day(instance)
+        assert result.success
+        checks = {evaluation.check_name: evaluation.passed for evaluation in result.get_asset_check_evaluations()}
+        assert checks == {
+            "usage_events_matches_contract": True, "quarantined_events_matches_contract": True,
+            "duplicate_events_matches_contract": True, "usage_lines_conserved": True,
+            "metered_usage_matches_contract": True, "metered_usage_ties_to_events": True,
+        }
+        assert all(evaluation.partition == DAY for evaluation in result.get_asset_check_evaluations())
+        usage = metadata_of(result, "usage_events")
+        # 7 lines: a1 a2 a3 b1 accepted; a1 again a duplicate; "{not json" and hooli quarantined
+        assert (usage["lines_read"], usage["accepted"], usage["duplicates"], usage["quarantined"]) == (7, 4, 1, 2)
+        assert usage["quarantined/malformed_json"] == 1 and usage["quarantined/no_active_contract"] == 1
+        assert usage["unreadable_objects"] == [PREFIX + "part-3.jsonl.gz"]
+        assert usage["dagster/row_count"] == 4
+        assert metadata_of(result, "quarantined_events")["dagster/row_count"] == 3  # two lines and one file
+        assert metadata_of(result, "metered_usage")["dagster/row_count"] == 3  # acme × 3 meters
+    listed = {item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {f"warehouse/{table}/dt={DAY}/part-00000.parquet"
+            for table in ("usage_events", "quarantined_events", "duplicate_events", "metered_usage")} <= listed
+    assert f"quarantine/usage/dt={DAY}/files/part-3.jsonl.gz" in listed
+    quarantined = gzip.decompress(s3.get_object(Bucket=bucket, Key=f"quarantine/usage/dt={DAY}/lines.jsonl.gz")["Body"].read())
+    assert b'"line": "{not json"' in quarantined
+
+
+def test_rematerialising_a_day_gives_identical_bytes(seeded, s3, bucket):
+    keys = [f"warehouse/{table}/dt={DAY}/part-00000.parquet"
+            for table in ("usage_events", "quarantined_events", "duplicate_events", "metered_usage")]
+    keys.append(f"quarantine/usage/dt={DAY}/lines.jsonl.gz")
+    with dg.instance_for_test() as instance:
+        assert run_day(instance).success
+        first = [s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys]
+        assert run_day(instance).success
+        second = [s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys]
+    assert first == second
+
+
+def test_a_late_file_reingests_the_whole_day(seeded, put):
+    with dg.instance_for_test() as instance:
+        assert metadata_of(run_day(instance), "usage_events")["accepted"] == 4
+        put({PREFIX + "late.jsonl": (event(event_id="late-1") + "\n" + event(event_id="b1", quantity="1") + "\n").encode()})
+        usage = metadata_of(run_day(instance), "usage_events")
+    assert (usage["lines_read"], usage["accepted"], usage["duplicates"]) == (9, 5, 2)
+
+
+def test_a_broken_reference_file_fails_the_run_naming_file_and_row(put, day_objects):
+    broken = "contract_id,customer_id,plan_id,start_date,end_date,discount_percent\nc1,acme,pro,2026-01-01,,\nc2,acme,pro,2026-01-03,,\n"
+    put(reference_files(contracts_csv=broken) | day_objects)
+    with dg.instance_for_test() as instance:
+        result = run_day(instance)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        assert "reference/contracts.csv, line 3: contract 'c2' overlaps contract 'c1' of customer 'acme'" in str(
+            failure.event_specific_data.error.message)
+        assert not result.get_asset_materialization_events()  # nothing downstream ran on it
+
+
+def test_single_run_backfill_covers_a_range_in_one_run(put, day_objects):
+    next_day = {key.replace(DAY, "2026-01-06"): body for key, body in day_objects.items() if key.endswith("part-1.jsonl")}
+    next_day = {key: body.replace(b"2026-01-05", b"2026-01-06") for key, body in next_day.items()}
+    put(reference_files() | day_objects | next_day)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [asset for asset in defs.assets if isinstance(asset, dg.AssetsDefinition)],
+            selection=dg.AssetSelection.groups("usage", "metering"),
+            instance=instance, resources={"lake": billing_lake()},
+            tags={"dagster/asset_partition_range_start": DAY, "dagster/asset_partition_range_end": "2026-01-06"},
+        )
+        assert result.success
+        partitions = sorted(e.event_specific_data.materialization.partition
+                            for e in result.get_asset_materialization_events()
+                            if e.event_specific_data.materialization.asset_key == dg.AssetKey("metered_usage"))
+        assert partitions == [DAY, "2026-01-06"]
+        assert len(instance.get_runs()) == 1
+
+
+def lake() -> BillingLake:
+    return billing_lake()
+
+
+def test_conservation_check_catches_a_lost_line(seeded):
+    with dg.instance_for_test() as instance:
+        assert run_day(instance).success
+    store = lake()
+    events = store.read_table("usage_events", DAY)
+    store.write_table("usage_events", DAY, events.slice(1))  # one accepted event vanishes
+    passed, metadata = conservation(store, DAY)
+    assert not passed and metadata["unaccounted_lines"] == 1
+
+
+def test_metering_tie_check_catches_a_changed_quantity(seeded):
+    with dg.instance_for_test() as instance:
+        assert run_day(instance).success
+    store = lake()
+    metered = store.read_table("metered_usage", DAY)
+    rows = metered.to_pylist()
+    for row in rows:
+        if row["meter"] == "egress_gb":
+            row["quantity"] += 1
+    store.write_table("metered_usage", DAY, pa.Table.from_pylist(rows, schema=metered.schema))
+    passed, metadata = ties_to_events(store, DAY)
+    assert not passed and metadata["breaks"] == 1 and "egress_gb" in metadata["first_breaks"]

@@ -1,0 +1,159 @@
+"""Partition-level behaviour of ingest: conservation, dedupe order, redelivery, empty and blank
+input, IP attribution and exact quantities. Expected values are worked out by hand in comments."""
+
+import gzip
+from decimal import Decimal
+
+from billing_assets.usage.ingest import RawObject
+from billing_assets_tests.usage.helpers import DAY, LANDED, event, ingest, raw, reasons
+
+
+def test_conservation_on_a_mixed_file():
+    lines = [
+        event(event_id="a1"),                      # 1 accepted
+        "",                                        # 2 blank: not a line of usage
+        event(event_id="a2", meter="api_requests", quantity=...),  # 3 accepted
+        event(event_id="a1"),                      # 4 duplicate of line 1
+        "{broken",                                 # 5 malformed_json
+        "   ",                                     # 6 blank
+        event(event_id="a3", customer_id="nobody"),  # 7 unknown_customer
+        event(event_id="a2", meter="api_requests", quantity="5"),  # 8 duplicate_conflict (1 ≠ 5)
+        event(event_id="a4", timestamp="2026-01-04T12:00:00Z"),    # 9 partition_mismatch
+    ]
+    result = ingest(raw("mixed.jsonl", *lines))
+    assert result.lines_read == 7
+    assert result.events.num_rows == 2 and result.duplicates.num_rows == 1 and result.quarantined_line_count == 4
+    assert result.lines_read == result.events.num_rows + result.duplicates.num_rows + result.quarantined_line_count
+    assert reasons(result) == [(5, "malformed_json"), (7, "unknown_customer"), (8, "duplicate_conflict"),
+                               (9, "partition_mismatch")]
+    assert result.duplicates.to_pylist() == [{
+        "object_key": "raw/usage/dt=2026-01-05/mixed.jsonl", "line_number": 4, "source": "", "event_id": "a1",
+        "first_object_key": "raw/usage/dt=2026-01-05/mixed.jsonl", "first_line_number": 1}]
+
+
+def test_first_occurrence_is_by_object_key_then_line_number():
+    # b.jsonl holds the copy at line 1, a.jsonl at line 3: a.jsonl sorts first, so it wins
+    b = raw("b.jsonl", event(event_id="x", quantity="1"))
+    a = raw("a.jsonl", event(event_id="y"), event(event_id="z"), event(event_id="x", quantity="1"))
+    result = ingest(b, a)
+    winner = [row for row in result.events.to_pylist() if row["event_id"] == "x"]
+    assert [(row["object_key"].rsplit("/", 1)[1], row["line_number"]) for row in winner] == [("a.jsonl", 3)]
+    assert [(row["object_key"].rsplit("/", 1)[1], row["line_number"]) for row in result.duplicates.to_pylist()] == [
+        ("b.jsonl", 1)]
+
+
+def test_dedupe_key_includes_source():
+    result = ingest(raw("a.jsonl", event(event_id="x", source="gateway"), event(event_id="x", source="batch"),
+                        event(event_id="x")))
+    assert result.events.num_rows == 3 and result.duplicates.num_rows == 0
+
+
+def test_identical_payloads_compare_after_normalisation():
+    # same instant in two spellings, same quantity as number and as string, properties reordered
+    one = event(event_id="n", timestamp="2026-01-05T10:00:00Z", quantity=1.5, properties={"a": "1", "b": 2})
+    two = event(event_id="n", timestamp="2026-01-05T11:00:00+01:00", quantity="1.50", properties={"b": 2.0, "a": "1"})
+    result = ingest(raw("a.jsonl", one, two))
+    assert result.events.num_rows == 1 and result.duplicates.num_rows == 1 and result.quarantined.num_rows == 0
+
+
+def test_a_redelivered_object_is_all_duplicates():
+    body = "".join(event(event_id=f"r{i}", quantity=str(i)) + "\n" for i in range(1, 51)).encode()
+    original = RawObject("raw/usage/dt=2026-01-05/part-1.jsonl.gz", gzip.compress(body, mtime=0), LANDED)
+    again = RawObject("raw/usage/dt=2026-01-05/part-1-retry.jsonl.gz", gzip.compress(body, mtime=0), LANDED)
+    result = ingest(original, again)
+    assert (result.lines_read, result.events.num_rows, result.duplicates.num_rows, result.quarantined.num_rows) == (
+        100, 50, 50, 0)
+    assert sum(result.events.column("quantity").to_pylist()) == Decimal(sum(range(1, 51)))  # 1275, counted once
+
+
+def test_empty_objects_are_noted_not_quarantined():
+    zero = RawObject("raw/usage/dt=2026-01-05/zero.jsonl", b"", LANDED)
+    blank = raw("blank.jsonl", "", "  ", "\t")
+    gz_empty = RawObject("raw/usage/dt=2026-01-05/empty.jsonl.gz", gzip.compress(b""), LANDED)
+    result = ingest(zero, blank, gz_empty, raw("real.jsonl", event()))
+    assert sorted(key.rsplit("/", 1)[1] for key in result.empty_objects) == ["blank.jsonl", "empty.jsonl.gz",
+                                                                          "zero.jsonl"]
+    assert result.quarantined.num_rows == 0 and result.events.num_rows == 1 and result.lines_read == 1
+
+
+def test_blank_lines_keep_physical_line_numbers_and_crlf_is_fine():
+    body = ("\r\n" + event(event_id="c1") + "\r\n\r\n" + "{bad\r\n").encode()
+    result = ingest(RawObject("raw/usage/dt=2026-01-05/crlf.jsonl", body, LANDED))
+    assert result.events.column("line_number").to_pylist() == [2]
+    assert reasons(result) == [(4, "malformed_json")]
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_line():
+    body = b"\xef\xbb\xbf" + (event(event_id="bom") + "\n").encode()
+    result = ingest(RawObject("raw/usage/dt=2026-01-05/bom.jsonl", body, LANDED))
+    assert result.events.column("event_id").to_pylist() == ["bom"]
+
+
+def attributed(ip: str, day_csv: str | None = None) -> tuple:
+    kwargs = {"ip_allocations_csv": day_csv} if day_csv else {}
+    result = ingest(raw("a.jsonl", event(customer_id=..., ip=ip)), **kwargs)
+    if result.events.num_rows == 0:
+        return (None, result.quarantined.column("reason").to_pylist())
+    row = result.events.to_pylist()[0]
+    return (row["customer_id"], row["attributed_by"], row["ip_prefix"])
+
+
+def test_ip_attribution_picks_the_most_specific_block_valid_that_day():
+    # 10.0.0.0/8 acme ⊃ 10.20.0.0/16 globex ⊃ 10.20.30.0/24 initech (valid 2026-01-01 to 2026-01-06)
+    assert attributed("10.1.2.3") == ("acme", "ip", "10.1.2.0/24")
+    assert attributed("10.20.1.9") == ("globex", "ip", "10.20.1.0/24")
+    assert attributed("10.20.30.40") == ("initech", "ip", "10.20.30.0/24")
+
+
+def test_ip_attribution_respects_validity_windows():
+    expired = ("cidr,customer_id,valid_from,valid_to\n10.0.0.0/8,acme,2025-01-01,\n"
+               "10.20.30.0/24,initech,2025-01-01,2026-01-05\n10.20.30.0/24,globex,2026-01-05,\n")
+    assert attributed("10.20.30.40", expired) == ("globex", "ip", "10.20.30.0/24")  # valid_to is exclusive
+
+
+def test_ipv6_attribution_and_48_bit_prefix():
+    # 2001:db8::/32 globex ⊃ 2001:db8:42::/48 initech
+    assert attributed("2001:db8:42:1::7") == ("initech", "ip", "2001:db8:42::/48")
+    assert attributed("2001:0db8:0007:0000::1") == ("globex", "ip", "2001:db8:7::/48")
+
+
+def test_ipv4_mapped_ipv6_is_attributed_as_ipv4():
+    assert attributed("::ffff:10.1.2.3") == ("acme", "ip", "10.1.2.0/24")
+
+
+def test_unattributed_ip_and_customer_id_taking_precedence_over_ip():
+    assert attributed("203.0.113.9") == (None, ["unattributed_ip"])
+    result = ingest(raw("a.jsonl", event(customer_id="initech", ip="10.1.2.3", meter="api_requests")))
+    row = result.events.to_pylist()[0]
+    assert (row["customer_id"], row["attributed_by"], row["ip_prefix"]) == ("initech", "customer_id", "10.1.2.0/24")
+
+
+def test_no_raw_ip_reaches_the_accepted_events():
+    result = ingest(raw("a.jsonl", event(customer_id=..., ip="10.1.2.3")))
+    assert "10.1.2.3" not in str(result.events.to_pylist())
+
+
+def test_an_18_digit_quantity_arrives_unchanged():
+    result = ingest(raw("a.jsonl", '{"event_id":"big","timestamp":"2026-01-05T10:00:00Z","meter":"egress_gb",'
+                                   '"customer_id":"acme","quantity":123456789.123456789}',
+                        event(event_id="string", quantity="999999999999999.999999999")))
+    assert result.events.column("quantity").to_pylist() == [Decimal("123456789.123456789"),
+                                                             Decimal("999999999999999.999999999")]
+    assert str(result.events.schema.field("quantity").type) == "decimal128(38, 9)"
+
+
+def test_count_meters_default_to_one_and_keep_a_given_quantity():
+    result = ingest(raw("a.jsonl", event(event_id="c1", meter="api_requests", quantity=...),
+                        event(event_id="c2", meter="api_requests", quantity=3)))
+    assert result.events.column("quantity").to_pylist() == [Decimal(1), Decimal(3)]
+
+
+def test_ignored_top_level_fields_are_counted():
+    result = ingest(raw("a.jsonl", event(event_id="x1", region="eu", sdk={"v": 2}), event(event_id="x2")))
+    assert result.ignored_fields == 2 and result.events.num_rows == 2
+
+
+def test_bad_lines_never_stop_good_data_across_objects():
+    result = ingest(raw("a.jsonl", "[]", "{", event(event_id="g1")), raw("b.jsonl.gz", event(event_id="g2"), gz=True),
+                    RawObject(f"raw/usage/dt={DAY.isoformat()}/c.jsonl.gz", b"not gzip", LANDED))
+    assert result.events.column("event_id").to_pylist() == ["g1", "g2"]

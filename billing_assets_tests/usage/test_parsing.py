@@ -1,0 +1,101 @@
+"""The vectorised reader against the reference reader (``parse_line``).
+
+Two independent readers of the same line must agree on every column, whatever the line:
+hypothesis generates event-shaped lines, many of them broken on purpose."""
+
+import json
+
+import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing_assets.usage import parsing
+from billing_assets.usage.parsing import ObjectLines, parse_line, parse_lines, parse_object, read_object_lines
+
+FIELDS = ("user_id",)
+
+scalars = st.one_of(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12),
+    st.text(alphabet="abcXYZ019._:-", min_size=1, max_size=12),
+    st.integers(min_value=-10**20, max_value=10**20),
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.booleans(), st.none(),
+    st.sampled_from(["2026-01-05T10:00:00Z", "2026-01-05T10:00:00+05:30", "12345678.123456789", "NaN", "\ue000"]),
+)
+values = st.one_of(scalars, st.lists(scalars, max_size=2), st.dictionaries(st.sampled_from(["user_id", "k"]), scalars, max_size=2))
+keys = st.sampled_from(["event_id", "source", "timestamp", "meter", "customer_id", "ip", "quantity", "properties", "extra"])
+
+
+def _encode(value) -> str:
+    if hasattr(value, "as_tuple"):  # Decimal: write it as a JSON number token
+        return format(value, "f") if value == value.to_integral_value() or abs(value.adjusted()) < 20 else str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+@st.composite
+def lines(draw) -> str:
+    members = draw(st.lists(st.tuples(keys, values), max_size=7))
+    spacing = draw(st.sampled_from(["", " ", "  "]))
+    text = "{" + ",".join(f'{json.dumps(k)}:{spacing}{_encode(v) if not isinstance(v, (list, dict)) else json.dumps(v, default=str)}'
+                          for k, v in members) + "}"
+    mutation = draw(st.sampled_from(["none", "none", "none", "truncate", "insert", "wrap", "double"]))
+    if mutation == "truncate" and text:
+        text = text[: draw(st.integers(0, len(text)))]
+    elif mutation == "insert":
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from([",", "}", "{", '"', "null", "NaN", "\\", ":1", " "])) + text[at:]
+    elif mutation == "wrap":
+        text = draw(st.sampled_from(["[{}]", "null", "5", '"s"', "{} {}"])) if not members else f"[{text}]"
+    elif mutation == "double":
+        text = text + " " + text
+    return text
+
+
+def _reference(batch: list[str]) -> list[dict]:
+    return [parse_line(line, FIELDS) | {"row": row} for row, line in enumerate(batch)]
+
+
+@given(st.lists(lines(), min_size=1, max_size=25))
+def test_vectorised_reader_agrees_with_the_reference_reader(batch):
+    batch = [line for line in batch if line.strip(" \t\r\n\x0b\x0c")]
+    if not batch:
+        return
+    array = pa.array(batch, pa.large_string())
+    assert parse_lines(array, FIELDS).to_pylist() == _reference(batch)
+    whole = read_object_lines("x.jsonl", "".join(line + "\n" for line in batch).encode())
+    if whole.unreadable is None and len(whole.lines) == len(batch):
+        assert parse_object(whole, FIELDS).to_pylist() == _reference(batch)
+
+
+def test_clean_lines_never_touch_the_reference_reader(monkeypatch):
+    calls = []
+    monkeypatch.setattr(parsing, "parse_line", lambda *args: calls.append(args) or {})
+    body = "".join(json.dumps({"event_id": f"e{i}", "timestamp": "2026-01-05T10:00:00.5+01:00", "meter": "m",
+                               "customer_id": "c", "quantity": i / 8, "properties": {"user_id": i, "x": "y"},
+                               "extra": [1, 2]}) + "\n" for i in range(5000))
+    table = parse_object(read_object_lines("x.jsonl", body.encode()), FIELDS)
+    assert calls == [] and table.num_rows == 5000
+    assert table.column("quantity")[3].as_py() == parsing.NUMBER_MARK + "0.375"  # exact text of 3/8
+
+
+def test_one_bad_line_does_not_send_its_neighbours_to_the_reference_reader(monkeypatch):
+    calls = []
+    original = parsing.parse_line
+    monkeypatch.setattr(parsing, "parse_line", lambda line, fields: calls.append(line) or original(line, fields))
+    good = [json.dumps({"event_id": f"e{i}", "quantity": i}) for i in range(3000)]
+    batch = good[:1500] + ['{"event_id": "bad", "quantity": 1,'] + good[1500:]
+    table = parse_lines(pa.array(batch, pa.large_string()), FIELDS)
+    assert calls == ['{"event_id": "bad", "quantity": 1,']
+    assert table.column("parse_reason").to_pylist()[1500] == "malformed_json"
+
+
+def test_numbers_keep_their_exact_text_and_type():
+    row = parse_lines(pa.array(['{"quantity": 12345678.123456789, "event_id": "7"}',
+                                '{"quantity": "12345678.123456789", "event_id": 7}'], pa.large_string()), FIELDS).to_pylist()
+    assert row[0]["quantity"] == parsing.NUMBER_MARK + "12345678.123456789" and row[0]["event_id"] == "7"
+    assert row[1]["quantity"] == "12345678.123456789" and row[1]["event_id"] == parsing.NUMBER_MARK + "7"
+
+
+def test_object_lines_of_an_object_with_blank_lines():
+    lines = read_object_lines("x.jsonl", b'\n{"a":1}\n \n\t\n{"b":2}')
+    assert isinstance(lines, ObjectLines) and lines.line_numbers.tolist() == [2, 5]
