@@ -1,0 +1,37 @@
+# `make demo` and `make test` do all their own set-up on a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+PYTEST_ARGS ?=
+
+.PHONY: install demo ui test bench validate stop-s3 clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/billing demo
+
+ui: install
+	$(BIN)/billing ui
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+validate: install
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+bench: install
+	$(BIN)/python -m billing_assets.bench $(BENCH_ARGS)
+
+stop-s3: install
+	$(BIN)/billing stop-s3
+
+clean: stop-s3
+	rm -rf $(VENV) .dagster_home .demo .pytest_cache .hypothesis *.egg-info
