@@ -114,6 +114,8 @@ def test_invalid_field_comes_before_invalid_timestamp():
     ("2026-01-05 10:00:00", "has no UTC offset"),
     ("yesterday", "is not RFC 3339"),
     ("2026-01-05T10:00:00+0100", "is not RFC 3339"),
+    ("2026-01-05 10:00:00Z", "is not RFC 3339"),  # space separator
+    ("1767607200", "is not RFC 3339"),  # epoch seconds as a string
     ("2026-01-05T10:00:00.1234567891Z", "is not RFC 3339"),  # finer than nanoseconds
     ("2026-02-30T10:00:00Z", "is not a real date and time"),
     ("2026-01-05T24:00:00Z", "is not a real date and time"),
