@@ -16,6 +16,7 @@ import sys
 import time
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -122,7 +123,13 @@ def _materialization_metadata(result, asset: str) -> dict:
     return {}
 
 
-def run(start: date, end: date) -> int:
+@dataclass
+class RunSummary:
+    status: int
+    per_day: dict[str, dict[str, int]]  # day → lines_read, accepted, duplicates, quarantined
+
+
+def run(start: date, end: date) -> RunSummary:
     days = days_between(start, end)
     bucket = check_bucket()
     dagster_instance = instance()
@@ -168,8 +175,7 @@ def run(start: date, end: date) -> int:
           f"{totals['quarantined']:>13}  " + ", ".join(f"{r} {c}" for r, c in reasons.items() if c))
     if failures:
         print(f"\n{len(failures)} day(s) failed: {', '.join(failures)}; open the runs in the UI for the failing step or check")
-        return 1
-    return 0
+    return RunSummary(1 if failures else 0, {day: counts for day, counts, _ in rows})
 
 
 def _use_embedded_s3(state_dir: Path) -> bool:
@@ -217,11 +223,16 @@ def demo() -> int:
     print(f"S3 endpoint {endpoint}" + (" (embedded, started now)" if started else ""))
     seed_demo(include_late=False)
     month_end = DEMO_MONTH.replace(day=31)
-    status = run(DEMO_MONTH, month_end)
+    month = run(DEMO_MONTH, month_end)
     late_key = next(iter(demo_late_objects()))
-    print(f"\nA late file lands for {DEMO_LATE_DAY}: {late_key}")
+    print(f"\nA late file lands for {DEMO_LATE_DAY}: {late_key}; the day is ingested again, all of its objects.")
     seed_demo(include_late=True)
-    status = run(DEMO_LATE_DAY, DEMO_LATE_DAY) or status
+    late = run(DEMO_LATE_DAY, DEMO_LATE_DAY)
+    before = month.per_day.get(DEMO_LATE_DAY.isoformat(), {})
+    after = late.per_day.get(DEMO_LATE_DAY.isoformat(), {})
+    print(f"{DEMO_LATE_DAY}: accepted {before.get('accepted')} → {after.get('accepted')}, "
+          f"lines read {before.get('lines_read')} → {after.get('lines_read')}")
+    status = month.status or late.status
     print(f"\nTables: s3://{os.environ['BILLING_BUCKET']}/warehouse/<table>/dt=YYYY-MM-DD/part-00000.parquet "
           f"at {endpoint}\nNext: `make ui` opens the Dagster UI on this instance and bucket.")
     return status
@@ -251,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return run(parse_day(args.start, "--from"), parse_day(args.end, "--to"))
+            return run(parse_day(args.start, "--from"), parse_day(args.end, "--to")).status
         if args.command == "demo":
             return demo()
         if args.command == "ui":

@@ -27,9 +27,9 @@ def quarantine_prefix(day: str) -> str:
 
 
 def load_raw_objects(lake: BillingLake, day: str) -> list[RawObject]:
-    listed = sorted(lake.list_objects(raw_prefix(day)), key=lambda item: item.key)
-    bodies = lake.get_many([item.key for item in listed])
-    return [RawObject(item.key, body, item.last_modified) for item, body in zip(listed, bodies)]
+    """The day's raw objects, each read from S3 only when ingest reaches it."""
+    return [RawObject(item.key, None, item.last_modified, fetch=lambda key=item.key: lake.get_bytes(key))
+            for item in sorted(lake.list_objects(raw_prefix(day)), key=lambda item: item.key)]
 
 
 def ingest_day(lake: BillingLake, day: str, reference: ReferenceData) -> IngestResult:

@@ -24,7 +24,7 @@ def conservation(lake: BillingLake, day: str) -> tuple[bool, dict]:
     lines_read = accepted + duplicates + quarantined, and every unreadable object is on record."""
     lines_read, unreadable = 0, set()
     for raw in load_raw_objects(lake, day):
-        lines = read_object_lines(raw.key, raw.body)
+        lines = read_object_lines(raw.key, raw.read())
         if lines.unreadable:
             unreadable.add(raw.key)
         else:

@@ -70,9 +70,16 @@ DUPLICATE_EVENTS_SCHEMA = pa.schema([
 
 @dataclass(frozen=True)
 class RawObject:
+    """One raw object. ``body`` holds its bytes, or ``fetch`` reads them when they are needed,
+    so that reading overlaps with parsing and no more than a few objects are held at once."""
+
     key: str
-    body: bytes
+    body: bytes | None
     last_modified: datetime
+    fetch: Callable[[], bytes] | None = None
+
+    def read(self) -> bytes:
+        return self.body if self.body is not None else self.fetch()
 
 
 @dataclass
@@ -423,7 +430,7 @@ class _PreparedObject:
 def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -> _PreparedObject:
     """Read, parse and check one object. Only the raw text of rejected lines is kept: the
     object's lines are let go as soon as it is checked."""
-    lines = read_object_lines(raw.key, raw.body)
+    lines = read_object_lines(raw.key, raw.read())
     prepared = _PreparedObject(raw.key, lines.bytes_read, lines.unreadable)
     if lines.unreadable or lines.is_empty:
         return prepared
@@ -442,8 +449,9 @@ def ingest_partition(day: date, objects: Sequence[RawObject], reference: Referen
     """Apply CONTRACT.md §2–§4 to every object of one daily partition."""
     ctx = _PartitionContext.build(day, reference)
     ordered = sorted(objects, key=lambda item: item.key)
-    # Arrow's kernels release the GIL: objects are parsed and checked side by side
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+    # Arrow's kernels and S3 reads release the GIL: objects are fetched, parsed and checked side
+    # by side, one worker more than cores so that a fetch overlaps the others' parsing
+    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
         prepared = list(pool.map(lambda pair: _prepare_object(pair[0], pair[1], ctx), enumerate(ordered)))
     result = IngestResult(
         events=USAGE_EVENTS_SCHEMA.empty_table(), quarantined=QUARANTINED_EVENTS_SCHEMA.empty_table(),
@@ -466,12 +474,17 @@ def ingest_partition(day: date, objects: Sequence[RawObject], reference: Referen
     lines_table = pa.concat_tables(validated)
     passed = _mask(pc.is_null(lines_table.column("reason")))
     candidate_rows = np.flatnonzero(passed)
-    identity = lines_table.select(["source", "event_id"]).take(pa.array(candidate_rows))
-    keys = pc.binary_join_element_wise(identity.column("source").combine_chunks(),
-                                       identity.column("event_id").combine_chunks(), "\x1f")
+    identity = lines_table.select(["source", "event_id"])
+    if not passed.all():
+        identity = identity.filter(pa.array(passed))
+    source = identity.column("source")
+    keys = identity.column("event_id")
+    if not pc.all(pc.equal(source, "")).as_py():  # most producers send no source: skip the join then
+        keys = pc.binary_join_element_wise(source, keys, "\x1f")
     # Rows are in (object key, line number) order and dictionary codes are handed out in order
     # of first appearance, so a row is its key's winner exactly when its code is new.
-    codes = keys.dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in
+                            pa.chunked_array(keys).dictionary_encode().chunks] or [np.zeros(0)]).astype(np.int64)
     seen_before = np.maximum.accumulate(np.concatenate(([-1], codes[:-1])))
     repeated = codes <= seen_before
     first_of_key = candidate_rows[np.flatnonzero(~repeated)][codes]  # lines_table row of the winner
@@ -488,8 +501,17 @@ def ingest_partition(day: date, objects: Sequence[RawObject], reference: Referen
         picked = lines_table.select(["object_index", *columns]).take(pa.array(rows, pa.int64()))
         return picked.set_column(0, "object_key", object_keys.take(picked.column("object_index")))
 
-    events = keyed(candidate_rows[~repeated], *[name for name in USAGE_EVENTS_SCHEMA.names if name != "object_key"])
-    result.events = events.select(USAGE_EVENTS_SCHEMA.names).cast(USAGE_EVENTS_SCHEMA)
+    accepted = np.zeros(len(passed), dtype=bool)
+    accepted[candidate_rows[~repeated]] = True
+    events = lines_table.select(["object_index"] + [name for name in USAGE_EVENTS_SCHEMA.names if name != "object_key"])
+    if not accepted.all():
+        events = events.filter(pa.array(accepted))
+    # every chunk holds one object's rows (tables are concatenated per object, and filtering
+    # never merges chunks), so each chunk's key is one repeated value
+    object_key = pa.chunked_array([pa.repeat(object_keys[chunk[0].as_py()], len(chunk))
+                                   for chunk in events.column("object_index").chunks if len(chunk)], pa.string())
+    events = events.drop_columns(["object_index"])
+    result.events = events.add_column(0, "object_key", object_key).cast(USAGE_EVENTS_SCHEMA)
     duplicates = keyed(repeat_rows[~conflict], "line_number", "source", "event_id")
     winners = keyed(winner_rows[~conflict], "line_number")
     result.duplicates = pa.table({
@@ -524,7 +546,7 @@ def ingest_partition(day: date, objects: Sequence[RawObject], reference: Referen
     conflicted_keys = set(conflicts.column("object_key").to_pylist())
     for raw in ordered:  # a conflict is found after its object was let go: read that object again
         if raw.key in conflicted_keys:
-            lines = read_object_lines(raw.key, raw.body).lines
+            lines = read_object_lines(raw.key, raw.read()).lines
             positions = conflicts.filter(pc.equal(conflicts.column("object_key"), raw.key)).column("raw_position")
             text_of[raw.key] |= dict(zip(positions.to_pylist(), lines.take(positions).to_pylist()))
     result.quarantined_lines = [
