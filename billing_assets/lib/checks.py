@@ -25,6 +25,11 @@ def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
         return pandera_schema_to_dagster_type(model).metadata["schema"].schema
 
 
+def table_metadata(table: str, model: type[pa.DataFrameModel]) -> dict:
+    """Definition metadata of a warehouse table: its columns (from the pandera model) and name."""
+    return {"dagster/column_schema": column_schema(model), "dagster/table_name": f"warehouse.{table}"}
+
+
 def as_frame(table: pa_arrow.Table) -> pd.DataFrame:
     """Arrow-backed pandas: decimals stay exact, nullable integers stay integers."""
     return table.to_pandas(types_mapper=pd.ArrowDtype)

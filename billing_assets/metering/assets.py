@@ -7,7 +7,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from billing_assets.lib.checks import column_schema, markdown_preview
+from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.metering.aggregate import meter_day
 from billing_assets.metering.schemas import MeteredUsage
@@ -22,7 +22,7 @@ from billing_assets.reference.assets import read_reference
     group_name="metering",
     owners=["team:billing"],
     kinds={"s3", "parquet"},
-    metadata={"dagster/column_schema": column_schema(MeteredUsage), "dagster/table_name": "warehouse.metered_usage"},
+    metadata=table_metadata("metered_usage", MeteredUsage),
 )
 def metered_usage(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.MaterializeResult:
     """Usage per customer, meter and UTC day, aggregated exactly by the meter's rule, with what a

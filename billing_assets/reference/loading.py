@@ -235,6 +235,17 @@ def _load_plans(body: bytes, meter_names: set[str]) -> tuple[pd.DataFrame, pd.Da
     return plan_frame, charge_frame
 
 
+def _overlapping(frame: pd.DataFrame, group: str, start: str, end: str):
+    """(earlier, later) rows of one group whose [start, end) windows overlap (empty end: open).
+    Sorted by start, any overlap shows up between neighbours."""
+    ordered = frame.assign(end_or_open=frame[end].replace("", "9999-12-31")).sort_values([group, start])
+    for _, rows in ordered.groupby(group, sort=False):
+        rows = list(rows.itertuples())
+        for earlier, later in zip(rows, rows[1:]):
+            if getattr(later, start) < earlier.end_or_open:
+                yield earlier, later
+
+
 def _check_contracts(contracts: pd.DataFrame, customers: pd.DataFrame, plans: pd.DataFrame) -> None:
     currency_of_customer = dict(zip(customers["customer_id"], customers["currency"]))
     currency_of_plan = dict(zip(plans["plan_id"], plans["currency"]))
@@ -252,16 +263,11 @@ def _check_contracts(contracts: pd.DataFrame, customers: pd.DataFrame, plans: pd
             )
         if contract["end_date"] and contract["end_date"] <= contract["start_date"]:
             raise ReferenceDataError(CONTRACTS_KEY, where, "end_date must be after start_date")
-    open_end = "9999-12-31"
-    ordered = contracts.assign(end_or_open=contracts["end_date"].replace("", open_end)).sort_values(["customer_id", "start_date"])
-    for _, group in ordered.groupby("customer_id", sort=False):
-        rows = list(group.itertuples())
-        for earlier, later in zip(rows, rows[1:]):
-            if later.start_date < earlier.end_or_open:
-                raise ReferenceDataError(
-                    CONTRACTS_KEY, _csv_line(later.Index),
-                    f"contract '{later.contract_id}' overlaps contract '{earlier.contract_id}' of customer '{later.customer_id}'",
-                )
+    for earlier, later in _overlapping(contracts, "customer_id", "start_date", "end_date"):
+        raise ReferenceDataError(
+            CONTRACTS_KEY, _csv_line(later.Index),
+            f"contract '{later.contract_id}' overlaps contract '{earlier.contract_id}' of customer '{later.customer_id}'",
+        )
 
 
 def _check_ip_allocations(allocations: pd.DataFrame, customers: pd.DataFrame) -> None:
@@ -273,18 +279,12 @@ def _check_ip_allocations(allocations: pd.DataFrame, customers: pd.DataFrame) ->
             )
         if allocation["valid_to"] and allocation["valid_to"] <= allocation["valid_from"]:
             raise ReferenceDataError(IP_ALLOCATIONS_KEY, _csv_line(index), "valid_to must be after valid_from")
-    networks = allocations.assign(
-        network=allocations["cidr"].map(lambda cidr: str(ipaddress.ip_network(cidr))),
-        end_or_open=allocations["valid_to"].replace("", "9999-12-31"),
-    ).sort_values(["network", "valid_from"])
-    for _, group in networks.groupby("network", sort=False):
-        rows = list(group.itertuples())
-        for earlier, later in zip(rows, rows[1:]):
-            if later.valid_from < earlier.end_or_open:
-                raise ReferenceDataError(
-                    IP_ALLOCATIONS_KEY, _csv_line(later.Index),
-                    f"{later.cidr} is allocated twice at once (also on line {earlier.Index + 2}); attribution would be ambiguous",
-                )
+    networks = allocations.assign(network=allocations["cidr"].map(lambda cidr: str(ipaddress.ip_network(cidr))))
+    for earlier, later in _overlapping(networks, "network", "valid_from", "valid_to"):
+        raise ReferenceDataError(
+            IP_ALLOCATIONS_KEY, _csv_line(later.Index),
+            f"{later.cidr} is allocated twice at once (also on line {earlier.Index + 2}); attribution would be ambiguous",
+        )
 
 
 def load_reference(read: Callable[[str], bytes | None]) -> ReferenceData:

@@ -7,7 +7,7 @@ from datetime import date
 
 import dagster as dg
 
-from billing_assets.lib.checks import column_schema, markdown_preview
+from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import daily_usage_partitions
 from billing_assets.reference.assets import REFERENCE_ASSET_KEYS, read_reference
@@ -74,33 +74,24 @@ def _summary_table(per_day: dict[str, IngestResult]) -> dg.MetadataValue:
     return dg.MetadataValue.md(header + body)
 
 
+def _table_spec(name: str, model, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(name, description=description, deps=REFERENCE_ASSET_KEYS, group_name="usage",
+                        owners=["team:billing"], kinds={"s3", "parquet"}, metadata=table_metadata(name, model))
+
+
 @dg.multi_asset(
     name="usage_ingest",
     specs=[
-        dg.AssetSpec(
-            "usage_events",
-            description="Accepted usage events: every event that passed the contract's checks, "
-                        "once per (source, event_id) — the first copy by object key and line number. "
-                        "IP addresses are kept only as a /24 (IPv4) or /48 (IPv6) prefix.",
-            deps=REFERENCE_ASSET_KEYS, group_name="usage", owners=["team:billing"], kinds={"s3", "parquet"},
-            metadata={"dagster/column_schema": column_schema(UsageEvent), "dagster/table_name": "warehouse.usage_events"},
-        ),
-        dg.AssetSpec(
-            "quarantined_events",
-            description="Every raw line that was not accepted or a plain duplicate, with the first "
-                        "reason that applies in the contract's order, and every unreadable object.",
-            deps=REFERENCE_ASSET_KEYS, group_name="usage", owners=["team:billing"], kinds={"s3", "parquet"},
-            metadata={"dagster/column_schema": column_schema(QuarantinedEvent),
-                      "dagster/table_name": "warehouse.quarantined_events"},
-        ),
-        dg.AssetSpec(
-            "duplicate_events",
-            description="Repeated events whose normalised payload equals the accepted copy: counted, "
-                        "never billed, and traceable to the copy that was.",
-            deps=REFERENCE_ASSET_KEYS, group_name="usage", owners=["team:billing"], kinds={"s3", "parquet"},
-            metadata={"dagster/column_schema": column_schema(DuplicateEvent),
-                      "dagster/table_name": "warehouse.duplicate_events"},
-        ),
+        _table_spec("usage_events", UsageEvent,
+                    "Accepted usage events: every event that passed the contract's checks, once per "
+                    "(source, event_id) — the first copy by object key and line number. IP addresses are "
+                    "kept only as a /24 (IPv4) or /48 (IPv6) prefix."),
+        _table_spec("quarantined_events", QuarantinedEvent,
+                    "Every raw line that was not accepted or a plain duplicate, with the first reason that "
+                    "applies in the contract's order, and every unreadable object."),
+        _table_spec("duplicate_events", DuplicateEvent,
+                    "Repeated events whose normalised payload equals the accepted copy: counted, never "
+                    "billed, and traceable to the copy that was."),
     ],
     partitions_def=daily_usage_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
