@@ -228,7 +228,6 @@ def bench_reference(customers: int) -> dict[str, bytes]:
 
 def bench_objects(events: int, customers: int, day: date, per_object: int = 100_000) -> dict[str, bytes]:
     """``events`` gzip JSONL lines for one day, about 1 % of them duplicates."""
-    rng = random.Random(7)
     meters = ["api_requests", "egress_gb", "storage_gb_hours", "build_minutes", "seats"]
     base = datetime(day.year, day.month, day.day, tzinfo=timezone.utc).replace(tzinfo=None)
     objects = {}
