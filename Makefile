@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 install: $(VENV)/.installed
 
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p "$(DAGSTER_HOME)"
+	cp dagster.yaml "$@"
+
 demo: install
 	$(BIN)/billing demo
 
@@ -24,7 +28,7 @@ ui: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-validate: install
+validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 bench: install

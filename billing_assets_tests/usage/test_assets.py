@@ -126,3 +126,31 @@ def test_metering_tie_check_catches_a_changed_quantity(seeded):
     store.write_table("metered_usage", DAY, pa.Table.from_pylist(rows, schema=metered.schema))
     passed, metadata = ties_to_events(store, DAY)
     assert not passed and metadata["breaks"] == 1 and "egress_gb" in metadata["first_breaks"]
+
+
+def test_a_failed_run_leaves_the_previous_partition_readable(seeded, s3, bucket, monkeypatch):
+    key = f"warehouse/usage_events/dt={DAY}/part-00000.parquet"
+    with dg.instance_for_test() as instance:
+        assert run_day(instance).success
+        before = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+        def crash(*args, **kwargs):
+            raise RuntimeError("the node died mid-ingest")
+
+        monkeypatch.setattr("billing_assets.usage.assets.ingest_partition", crash)
+        assert not run_day(instance).success
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == before
+
+
+def test_a_json_number_reaches_metered_usage_unchanged(put):
+    line = ('{"event_id":"exact","timestamp":"2026-01-05T10:00:00Z","meter":"egress_gb","customer_id":"acme",'
+            '"quantity":12345678.123456789}\n')
+    put(reference_files() | {PREFIX + "exact.jsonl": line.encode()})
+    with dg.instance_for_test() as instance:
+        assert run_day(instance).success
+    store = billing_lake()
+    metered = store.read_table("metered_usage", DAY).to_pylist()
+    assert [(row["meter"], str(row["quantity"])) for row in metered] == [("egress_gb", "12345678.123456789")]
+    for table in ("usage_events", "metered_usage"):
+        schema = store.read_table(table, DAY).schema
+        assert not [field.name for field in schema if pa.types.is_floating(field.type)], table
