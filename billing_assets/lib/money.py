@@ -1,4 +1,4 @@
-"""Exact quantities: the one definition of what a valid usage quantity is.
+"""Exact quantities and money: what a valid usage quantity is, and the one rounding rule.
 
 Quantities never pass through a float. They are parsed from the JSON token's text and kept
 as Arrow ``decimal128(38, 9)``: up to 10^15 with 9 fractional digits needs 25 significant
@@ -10,8 +10,11 @@ from __future__ import annotations
 import decimal
 import re
 from decimal import Decimal
+from fractions import Fraction
 
 import pyarrow as pa
+
+from billing_assets.lib.currency import MINOR_UNIT_EXPONENT
 
 QUANTITY_SCALE = 9
 QUANTITY_TYPE = pa.decimal128(38, QUANTITY_SCALE)
@@ -80,3 +83,32 @@ def decimal_text(value: Decimal) -> str:
     if value.is_zero():
         return "0"
     return format(Decimal(_strip_trailing_zeros(value)), "f")
+
+
+def round_half_up(value: Fraction | Decimal | int) -> int:
+    """The one rounding rule of the platform: to an integer, half-up (ties away from zero)."""
+    value = Fraction(value)
+    whole, remainder = divmod(abs(value.numerator), value.denominator)
+    rounded = whole + (1 if 2 * remainder >= value.denominator else 0)
+    return rounded if value >= 0 else -rounded
+
+
+def minor_units(amount: Fraction | Decimal, currency: str) -> int:
+    """``amount`` (major units) rounded half-up to the currency's minor unit, as an integer
+    count of minor units: USD 12.345 → 1235, JPY 1234.5 → 1235, KWD 1.2345 → 1235."""
+    return round_half_up(Fraction(amount) * 10 ** MINOR_UNIT_EXPONENT[currency])
+
+
+def exact_text(amount: Fraction | Decimal) -> str:
+    """Exact decimal text of an amount; a non-terminating one (a fee prorated by 10/31) is
+    written as the reduced fraction ``p/q`` rather than rounded."""
+    value = Fraction(amount)
+    denominator, twos, fives = value.denominator, 0, 0
+    while denominator % 2 == 0:
+        denominator, twos = denominator // 2, twos + 1
+    while denominator % 5 == 0:
+        denominator, fives = denominator // 5, fives + 1
+    if denominator != 1:
+        return f"{value.numerator}/{value.denominator}"
+    places = max(twos, fives)
+    return decimal_text(Decimal(value.numerator * 10**places // value.denominator).scaleb(-places))

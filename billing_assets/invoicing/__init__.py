@@ -1,0 +1,1 @@
+"""Rated charges → invoice lines and invoices (CONTRACT.md §5)."""

@@ -1,0 +1,1 @@
+"""Metered usage → priced charges per contract and month (CONTRACT.md §5)."""
