@@ -173,9 +173,39 @@ def run(start: date, end: date) -> RunSummary:
               f"{counts['quarantined']:>13}  {detail}")
     print(f"{'total':<12}{totals['lines_read']:>12}{totals['accepted']:>10}{totals['duplicates']:>12}"
           f"{totals['quarantined']:>13}  " + ", ".join(f"{r} {c}" for r, c in reasons.items() if c))
+    failures += rate_months(sorted({day[:7] for day in days}), dagster_instance, defs)
     if failures:
-        print(f"\n{len(failures)} day(s) failed: {', '.join(failures)}; open the runs in the UI for the failing step or check")
+        print(f"\n{len(failures)} partition(s) failed: {', '.join(failures)}; open the runs in the UI for the failing step or check")
     return RunSummary(1 if failures else 0, {day: counts for day, counts, _ in rows})
+
+
+def _money(minor: int, currency: str) -> str:
+    """Minor units in the currency's own format, without passing through a float."""
+    from billing_assets.lib.currency import MINOR_UNIT_EXPONENT
+
+    exponent = MINOR_UNIT_EXPONENT[currency]
+    whole, fraction = divmod(abs(minor), 10**exponent)
+    return f"{currency} {'-' if minor < 0 else ''}{whole:,}" + (f".{fraction:0{exponent}d}" if exponent else "")
+
+
+def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
+    """Materialise the monthly partitions the range touches; returns the months that failed."""
+    job, failed = defs.resolve_job_def("monthly_billing_job"), []
+    print()
+    for month in months:
+        result = job.execute_in_process(partition_key=month, instance=dagster_instance, raise_on_error=False,
+                                        run_config=QUIET_LOGS)
+        if not result.success:
+            failed.append(month)
+            print(f"rated charges {month}: FAILED: {_failure_text(result)}  (run {result.run_id[:8]})")
+            continue
+        stats = _materialization_metadata(result, "rated_charges")
+        totals = ", ".join(_money(int(value), key.split("/", 1)[1]) for key, value in sorted(stats.items())
+                           if key.startswith("total_minor/"))
+        unmetered = stats.get("days_not_yet_metered") or []
+        print(f"rated charges {month}: {stats.get('dagster/row_count', 0)} lines; before discounts and minimums: "
+              f"{totals or 'nothing'}" + (f"; {len(unmetered)} day(s) not metered yet" if unmetered else ""))
+    return failed
 
 
 def _use_embedded_s3(state_dir: Path) -> bool:

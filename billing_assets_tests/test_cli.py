@@ -58,7 +58,7 @@ def test_a_broken_reference_file_is_one_line(capsys, put, home):
         "billing: error: reference data rejected: reference/customers.csv, line 2: column 'customer_id' value 'acme'")
 
 
-def test_run_end_to_end_records_runs_in_dagster_home(capsys, put, home):
+def test_run_end_to_end_records_runs_in_dagster_home(capsys, put, home, s3, bucket):
     day1 = "".join(line + "\n" for line in [event(event_id="x1"), event(event_id="x1"), "[]"])
     day2 = "".join(line + "\n" for line in [event(event_id="y1", timestamp="2026-01-06T08:00:00Z"),
                                             event(event_id="y2", timestamp="2026-01-06T09:00:00Z", customer_id="who")])
@@ -70,8 +70,15 @@ def test_run_end_to_end_records_runs_in_dagster_home(capsys, put, home):
     assert "[  2/2] 2026-01-06  lines       2  accepted       1  duplicates      0  quarantined     1" in out
     assert "2026-01-05             3         1           1            1  not_an_object 1" in out
     assert "total                  5         2           1            2  not_an_object 1, unknown_customer 1" in out
+    # January, rated on the two metered days: acme (pro) 1.5 + 1.5 GB × 0.08 = 0.24 plus a 49.00
+    # base fee; globex (pro) only the 49.00 base fee; initech (euro, no base fee) nothing. Lines:
+    # acme and globex 3 each (api_requests, egress_gb, base fee), initech 1 (egress_gb).
+    assert ("rated charges 2026-01: 7 lines; before discounts and minimums: EUR 0.00, USD 98.24; "
+            "29 day(s) not metered yet") in out
     instance = DagsterInstance.get()
     runs = instance.get_runs()
-    assert len(runs) == 3  # the reference run and one per day
+    assert len(runs) == 4  # the reference run, one per day, one for the month
+    keys = {item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="warehouse/")["Contents"]}
+    assert "warehouse/rated_charges/month=2026-01/part-00000.parquet" in keys
     assert sorted(run.tags.get("dagster/partition") for run in runs if run.job_name == "daily_usage_job") == [
         "2026-01-05", "2026-01-06"]
