@@ -189,22 +189,28 @@ def _money(minor: int, currency: str) -> str:
 
 
 def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
-    """Materialise the monthly partitions the range touches; returns the months that failed."""
-    job, failed = defs.resolve_job_def("monthly_billing_job"), []
-    print()
+    """Rate and invoice the months the range touches; returns the months that failed."""
+    from billing_assets.resources import billing_lake
+
+    job, failed, lake = defs.resolve_job_def("monthly_billing_job"), [], billing_lake()
     for month in months:
         result = job.execute_in_process(partition_key=month, instance=dagster_instance, raise_on_error=False,
                                         run_config=QUIET_LOGS)
         if not result.success:
             failed.append(month)
-            print(f"rated charges {month}: FAILED: {_failure_text(result)}  (run {result.run_id[:8]})")
+            print(f"\n{month}: FAILED: {_failure_text(result)}  (run {result.run_id[:8]})")
             continue
-        stats = _materialization_metadata(result, "rated_charges")
-        totals = ", ".join(_money(int(value), key.split("/", 1)[1]) for key, value in sorted(stats.items())
-                           if key.startswith("total_minor/"))
-        unmetered = stats.get("days_not_yet_metered") or []
-        print(f"rated charges {month}: {stats.get('dagster/row_count', 0)} lines; before discounts and minimums: "
-              f"{totals or 'nothing'}" + (f"; {len(unmetered)} day(s) not metered yet" if unmetered else ""))
+        rated = _materialization_metadata(result, "rated_charges")
+        unmetered = rated.get("days_not_yet_metered") or []
+        print(f"\n{month}: {rated.get('dagster/row_count', 0)} rated lines"
+              + (f"; {len(unmetered)} day(s) not metered yet" if unmetered else ""))
+        print(f"  {'invoice':<28}{'customer':<20}{'total':>22}  status")
+        for row in lake.read_table("invoices", month).to_pylist():
+            print(f"  {row['invoice_number']:<28}{row['customer_id']:<20}{_money(row['total_minor'], row['currency']):>22}"
+                  f"  {row['status']}")
+        for row in lake.read_table("invoice_adjustments", month).to_pylist():
+            print(f"  {row['document_number']:<28}{row['customer_id']:<20}{_money(row['amount_minor'], row['currency']):>22}"
+                  f"  {row['kind'].replace('_', ' ')} of {row['invoice_number']}")
     return failed
 
 

@@ -1,5 +1,7 @@
 """``billing run`` as an operator uses it: real instance in DAGSTER_HOME, real S3 endpoint."""
 
+import re
+
 import pytest
 from dagster import DagsterInstance
 
@@ -70,11 +72,13 @@ def test_run_end_to_end_records_runs_in_dagster_home(capsys, put, home, s3, buck
     assert "[  2/2] 2026-01-06  lines       2  accepted       1  duplicates      0  quarantined     1" in out
     assert "2026-01-05             3         1           1            1  not_an_object 1" in out
     assert "total                  5         2           1            2  not_an_object 1, unknown_customer 1" in out
-    # January, rated on the two metered days: acme (pro) 1.5 + 1.5 GB × 0.08 = 0.24 plus a 49.00
-    # base fee; globex (pro) only the 49.00 base fee; initech (euro, no base fee) nothing. Lines:
-    # acme and globex 3 each (api_requests, egress_gb, base fee), initech 1 (egress_gb).
-    assert ("rated charges 2026-01: 7 lines; before discounts and minimums: EUR 0.00, USD 98.24; "
-            "29 day(s) not metered yet") in out
+    # January, rated and invoiced on the two metered days (issued: its grace ended long ago).
+    # acme (pro): 1.5 + 1.5 GB × 0.08 = 0.24 + base 49.00 = 49.24; globex (pro, 10 % off): base
+    # 49.00 − 4.90 = 44.10; initech (euro: no base fee, no usage) 0.00.
+    assert "2026-01: 7 rated lines; 29 day(s) not metered yet" in out
+    assert re.search(r"INV-202601-acme +acme +USD 49\.24  issued\n", out)
+    assert re.search(r"INV-202601-globex +globex +USD 44\.10  issued\n", out)
+    assert re.search(r"INV-202601-initech +initech +EUR 0\.00  issued\n", out)
     instance = DagsterInstance.get()
     runs = instance.get_runs()
     assert len(runs) == 4  # the reference run, one per day, one for the month

@@ -55,15 +55,21 @@ def contract_lines(contract: ContractMonth, plan: PlanTerms, quantities: Mapping
     if plan.base_fee:
         fee = prorated(plan.base_fee, contract.covered_days, contract.days_in_month)
         lines.append(InvoiceLine(contract.contract_id, "base_fee", None, None, fee, minor_units(fee, currency)))
-    subtotal = sum(line.amount_minor for line in lines)
-    scale = 10 ** MINOR_UNIT_EXPONENT[currency]
-    discount = 0
+    return lines + terms_lines(contract, plan, sum(line.amount_minor for line in lines))
+
+
+def terms_lines(contract: ContractMonth, plan: PlanTerms, subtotal: int) -> list[InvoiceLine]:
+    """The contract's terms on its rounded charge lines: the discount on their subtotal, then the
+    true-up to the prorated minimum commitment (only when there is something to top up)."""
+    scale = 10 ** MINOR_UNIT_EXPONENT[plan.currency]
+    lines, discount = [], 0
     if contract.discount_percent:
         exact = -Fraction(subtotal) * Fraction(contract.discount_percent) / 100
         discount = -round_half_up(-exact)
         lines.append(InvoiceLine(contract.contract_id, "discount", None, None, exact / scale, discount))
     if plan.minimum_commitment:
-        minimum = minor_units(prorated(plan.minimum_commitment, contract.covered_days, contract.days_in_month), currency)
+        minimum = minor_units(prorated(plan.minimum_commitment, contract.covered_days, contract.days_in_month),
+                              plan.currency)
         true_up = max(0, minimum - (subtotal + discount))
         if true_up:
             lines.append(InvoiceLine(contract.contract_id, "minimum_true_up", None, None, Fraction(true_up, scale), true_up))

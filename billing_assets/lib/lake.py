@@ -109,6 +109,18 @@ class BillingLake(dg.ConfigurableResource):
     def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
         self.client().put_object(Bucket=self.bucket_name, Key=key, Body=body, ContentType=content_type)
 
+    def put_once(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Write ``key`` only if it does not exist yet (S3 conditional write, If-None-Match: *).
+        True when written; False when something was already there, which is left untouched."""
+        client = self.client()
+        try:
+            client.put_object(Bucket=self.bucket_name, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
+        except client.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                return False
+            raise
+        return True
+
     def exists(self, key: str) -> bool:
         response = self.client().list_objects_v2(Bucket=self.bucket_name, Prefix=key, MaxKeys=1)
         return any(item["Key"] == key for item in response.get("Contents", []))

@@ -6,6 +6,7 @@ import dagster as dg
 import pyarrow as pa
 
 from billing_assets.definitions import defs
+from billing_assets.invoicing.policy import BillingPolicy
 from billing_assets.lib.lake import BillingLake
 from billing_assets.metering.checks import ties_to_events
 from billing_assets.resources import billing_lake
@@ -89,7 +90,7 @@ def test_single_run_backfill_covers_a_range_in_one_run(put, day_objects):
         result = dg.materialize(
             [asset for asset in defs.assets if isinstance(asset, dg.AssetsDefinition)],
             selection=dg.AssetSelection.groups("usage", "metering"),
-            instance=instance, resources={"lake": billing_lake()},
+            instance=instance, resources={"lake": billing_lake(), "billing_policy": BillingPolicy()},
             tags={"dagster/asset_partition_range_start": DAY, "dagster/asset_partition_range_end": "2026-01-06"},
         )
         assert result.success

@@ -1,0 +1,111 @@
+"""Monthly invoices: drafts until the grace period ends, then issued once and never rewritten."""
+
+import json
+
+import dagster as dg
+import pyarrow as pa
+
+from billing_assets.invoicing.build import Invoice, build_invoices, correction, document_bytes
+from billing_assets.invoicing.policy import BillingPolicy
+from billing_assets.invoicing.schemas import InvoiceAdjustmentRow, InvoiceLineRow, InvoiceRow
+from billing_assets.lib.checks import markdown_preview, table_metadata
+from billing_assets.lib.lake import BillingLake
+from billing_assets.partitions import monthly_billing_partitions
+from billing_assets.reference.assets import read_reference
+
+INVOICE_LINES_SCHEMA = pa.schema([(name, pa.int64() if name == "amount_minor" else pa.string()) for name in (
+    "invoice_number", "month", "customer_id", "currency", "contract_id", "line_type", "meter", "quantity",
+    "amount_exact", "amount_minor", "tiers")])
+INVOICES_SCHEMA = pa.schema([(name, pa.int64() if name == "total_minor" else pa.string()) for name in (
+    "invoice_number", "customer_id", "month", "currency", "total_minor", "status")])
+INVOICE_ADJUSTMENTS_SCHEMA = pa.schema([(name, pa.int64() if name in ("sequence", "amount_minor") else pa.string())
+                                        for name in ("document_number", "invoice_number", "customer_id", "month",
+                                                     "currency", "kind", "sequence", "amount_minor")])
+
+
+def documents_prefix(month: str, customer_id: str) -> str:
+    return f"documents/{month}/{customer_id}/"
+
+
+def _issue(lake: BillingLake, invoice: Invoice) -> tuple[dict, list[dict], dict | None]:
+    """Issue ``invoice`` if it was not yet (write-once), then correct it if what is owed changed.
+    Returns (issued document, every correction so far, the correction made now or None)."""
+    prefix = documents_prefix(invoice.month, invoice.customer_id)
+    key = f"{prefix}{invoice.invoice_number}.json"
+    lake.put_once(key, document_bytes(invoice.document() | {"status": "issued"}), "application/json")
+    issued = json.loads(lake.get_bytes(key))
+    corrections = sorted(
+        (json.loads(lake.get_bytes(item.key)) for item in lake.list_objects(prefix)
+         if item.key.rsplit("/", 1)[1].startswith(("CN-", "ADJ-")) and item.key.endswith(".json")),
+        key=lambda document: document["sequence"])
+    new = correction(invoice, issued, corrections)
+    if new is not None:
+        if not lake.put_once(f"{prefix}{new['document_number']}.json", document_bytes(new), "application/json"):
+            raise dg.Failure(f"{new['document_number']} appeared while this run was correcting {invoice.invoice_number}; "
+                             "another run is invoicing the same month. Re-run to continue.")
+        corrections.append(new)
+    return issued, corrections, new
+
+
+def _spec(name: str, model, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(name, description=description, group_name="invoicing", owners=["team:billing"],
+                        kinds={"s3", "parquet"}, metadata=table_metadata(name, model),
+                        deps=["rated_charges", "contracts", "plans"])
+
+
+@dg.multi_asset(
+    name="invoicing",
+    specs=[
+        _spec("invoice_lines", InvoiceLineRow,
+              "Every line of the month's invoices: usage and base fee as rated, the contract's discount, the "
+              "minimum-commitment true-up. An issued invoice's lines are shown as issued."),
+        _spec("invoices", InvoiceRow,
+              "One invoice per customer with a contract in the month, INV-YYYYMM-<customer>: a draft until the "
+              "month's end plus the grace period, then issued once and never changed."),
+        _spec("invoice_adjustments", InvoiceAdjustmentRow,
+              "Credit notes (CN-…) and adjustment invoices (ADJ-…) issued when what an issued invoice's customer "
+              "owes changes (late usage, a corrected contract), each itemising the difference."),
+    ],
+    partitions_def=monthly_billing_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def invoicing(context: dg.AssetExecutionContext, lake: BillingLake, billing_policy: BillingPolicy):
+    """Invoice each month of the run from its rated charges."""
+    reference = read_reference(lake)
+    summary = {"draft": 0, "issued": 0, "corrections_now": 0}
+    last = {}
+    for month in context.partition_keys:
+        invoices = build_invoices(month, lake.read_table("rated_charges", month), reference)
+        issuing = billing_policy.issuing(month)
+        lines, heads, adjustments = [], [], []
+        for invoice in invoices:
+            if issuing:
+                document, corrections, new = _issue(lake, invoice)
+                summary["corrections_now"] += new is not None
+                adjustments += corrections
+            else:
+                document = invoice.document()
+            status = "issued" if issuing else "draft"
+            summary[status] += 1
+            heads.append({key: document[key] for key in ("invoice_number", "customer_id", "month", "currency")}
+                         | {"total_minor": document["total_minor"], "status": status})
+            lines += [{"invoice_number": document["invoice_number"], "month": month, "customer_id": document["customer_id"],
+                       "currency": document["currency"]} | line for line in document["lines"]]
+        tables = {
+            "invoice_lines": pa.Table.from_pylist(lines, schema=INVOICE_LINES_SCHEMA),
+            "invoices": pa.Table.from_pylist(heads, schema=INVOICES_SCHEMA),
+            "invoice_adjustments": pa.Table.from_pylist(
+                [{key: document[key] for key in INVOICE_ADJUSTMENTS_SCHEMA.names} for document in adjustments],
+                schema=INVOICE_ADJUSTMENTS_SCHEMA),
+        }
+        for name, table in tables.items():
+            lake.write_table(name, month, table)
+        last = tables
+        context.log.info(f"{month}: {len(invoices)} invoices ({'issued' if issuing else 'draft'}), "
+                         f"{len(adjustments)} corrections on record")
+    for name in ("invoice_lines", "invoices", "invoice_adjustments"):
+        metadata = {"invoices_draft": summary["draft"], "invoices_issued": summary["issued"],
+                    "corrections_issued_now": summary["corrections_now"]}
+        if len(context.partition_keys) == 1:
+            metadata |= {"dagster/row_count": last[name].num_rows, "preview": markdown_preview(last[name])}
+        yield dg.MaterializeResult(asset_key=name, metadata=metadata)
