@@ -88,6 +88,7 @@ MINIMAL_INSTANCE = "telemetry:\n  enabled: false\n"
 
 
 def instance():
+    """The instance in DAGSTER_HOME (a context manager: leaving it disposes of its storage)."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         raise CliError("DAGSTER_HOME is not set: it names the Dagster instance the runs are recorded in")
@@ -132,7 +133,11 @@ class RunSummary:
 def run(start: date, end: date) -> RunSummary:
     days = days_between(start, end)
     bucket = check_bucket()
-    dagster_instance = instance()
+    with instance() as dagster_instance:
+        return _run(days, bucket, dagster_instance)
+
+
+def _run(days: list[str], bucket: str, dagster_instance) -> RunSummary:
     warnings.filterwarnings("ignore")
     from billing_assets.definitions import defs
     from billing_assets.usage.reasons import REASON_CODES
@@ -232,7 +237,8 @@ def _use_embedded_s3(state_dir: Path) -> bool:
 def _default_home() -> None:
     if not os.environ.get("DAGSTER_HOME"):
         os.environ["DAGSTER_HOME"] = str(Path(".dagster_home").resolve())
-    instance()
+    with instance():
+        pass  # creates the home and its dagster.yaml
 
 
 def seed_demo(include_late: bool) -> None:
@@ -320,5 +326,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """Console entry point. Everything is on disk or in S3 when main() returns; leaving with
+    os._exit skips native teardown, where Arrow's worker threads can race interpreter exit
+    ("terminate called without an active exception") and turn a good run into exit 134."""
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
