@@ -184,17 +184,9 @@ def _run(days: list[str], bucket: str, dagster_instance) -> RunSummary:
     return RunSummary(1 if failures else 0, {day: counts for day, counts, _ in rows})
 
 
-def _money(minor: int, currency: str) -> str:
-    """Minor units in the currency's own format, without passing through a float."""
-    from billing_assets.lib.currency import MINOR_UNIT_EXPONENT
-
-    exponent = MINOR_UNIT_EXPONENT[currency]
-    whole, fraction = divmod(abs(minor), 10**exponent)
-    return f"{currency} {'-' if minor < 0 else ''}{whole:,}" + (f".{fraction:0{exponent}d}" if exponent else "")
-
-
 def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
     """Rate and invoice the months the range touches; returns the months that failed."""
+    from billing_assets.invoicing.render import money
     from billing_assets.resources import billing_lake
 
     job, failed, lake = defs.resolve_job_def("monthly_billing_job"), [], billing_lake()
@@ -211,10 +203,10 @@ def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
               + (f"; {len(unmetered)} day(s) not metered yet" if unmetered else ""))
         print(f"  {'invoice':<28}{'customer':<20}{'total':>22}  status")
         for row in lake.read_table("invoices", month).to_pylist():
-            print(f"  {row['invoice_number']:<28}{row['customer_id']:<20}{_money(row['total_minor'], row['currency']):>22}"
+            print(f"  {row['invoice_number']:<28}{row['customer_id']:<20}{money(row['total_minor'], row['currency']):>22}"
                   f"  {row['status']}")
         for row in lake.read_table("invoice_adjustments", month).to_pylist():
-            print(f"  {row['document_number']:<28}{row['customer_id']:<20}{_money(row['amount_minor'], row['currency']):>22}"
+            print(f"  {row['document_number']:<28}{row['customer_id']:<20}{money(row['amount_minor'], row['currency']):>22}"
                   f"  {row['kind'].replace('_', ' ')} of {row['invoice_number']}")
     return failed
 

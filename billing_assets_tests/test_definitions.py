@@ -5,7 +5,7 @@ import dagster as dg
 from billing_assets.definitions import defs
 
 TABLES = ("usage_events", "quarantined_events", "duplicate_events", "metered_usage")  # daily
-MONTHLY = ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments")
+MONTHLY = ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments", "refunds")
 
 
 def test_definitions_load():

@@ -7,7 +7,8 @@ import pyarrow as pa
 
 from billing_assets.invoicing.build import Invoice, build_invoices, correction, document_bytes
 from billing_assets.invoicing.policy import BillingPolicy
-from billing_assets.invoicing.schemas import InvoiceAdjustmentRow, InvoiceLineRow, InvoiceRow
+from billing_assets.invoicing.render import document_html
+from billing_assets.invoicing.schemas import InvoiceAdjustmentRow, InvoiceLineRow, InvoiceRow, RefundRow
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import monthly_billing_partitions
@@ -18,6 +19,8 @@ INVOICE_LINES_SCHEMA = pa.schema([(name, pa.int64() if name == "amount_minor" el
     "amount_exact", "amount_minor", "tiers")])
 INVOICES_SCHEMA = pa.schema([(name, pa.int64() if name == "total_minor" else pa.string()) for name in (
     "invoice_number", "customer_id", "month", "currency", "total_minor", "status")])
+REFUNDS_SCHEMA = pa.schema([(name, pa.int64() if name == "amount_minor" else pa.string()) for name in (
+    "document_number", "invoice_number", "customer_id", "month", "currency", "amount_minor")])
 INVOICE_ADJUSTMENTS_SCHEMA = pa.schema([(name, pa.int64() if name in ("sequence", "amount_minor") else pa.string())
                                         for name in ("document_number", "invoice_number", "customer_id", "month",
                                                      "currency", "kind", "sequence", "amount_minor")])
@@ -27,20 +30,28 @@ def documents_prefix(month: str, customer_id: str) -> str:
     return f"documents/{month}/{customer_id}/"
 
 
+def _publish(lake: BillingLake, prefix: str, document: dict) -> bool:
+    """Write a document once, as JSON and as HTML; False when its JSON already existed."""
+    key = f"{prefix}{document['document_number']}"
+    written = lake.put_once(f"{key}.json", document_bytes(document), "application/json")
+    stored = document if written else json.loads(lake.get_bytes(f"{key}.json"))
+    lake.put_once(f"{key}.html", document_html(stored).encode(), "text/html")  # always from what was issued
+    return written
+
+
 def _issue(lake: BillingLake, invoice: Invoice) -> tuple[dict, list[dict], dict | None]:
     """Issue ``invoice`` if it was not yet (write-once), then correct it if what is owed changed.
     Returns (issued document, every correction so far, the correction made now or None)."""
     prefix = documents_prefix(invoice.month, invoice.customer_id)
-    key = f"{prefix}{invoice.invoice_number}.json"
-    lake.put_once(key, document_bytes(invoice.document() | {"status": "issued"}), "application/json")
-    issued = json.loads(lake.get_bytes(key))
+    _publish(lake, prefix, invoice.document() | {"status": "issued"})
+    issued = json.loads(lake.get_bytes(f"{prefix}{invoice.invoice_number}.json"))
     corrections = sorted(
         (json.loads(lake.get_bytes(item.key)) for item in lake.list_objects(prefix)
          if item.key.rsplit("/", 1)[1].startswith(("CN-", "ADJ-")) and item.key.endswith(".json")),
         key=lambda document: document["sequence"])
     new = correction(invoice, issued, corrections)
     if new is not None:
-        if not lake.put_once(f"{prefix}{new['document_number']}.json", document_bytes(new), "application/json"):
+        if not _publish(lake, prefix, new):
             raise dg.Failure(f"{new['document_number']} appeared while this run was correcting {invoice.invoice_number}; "
                              "another run is invoicing the same month. Re-run to continue.")
         corrections.append(new)
@@ -65,6 +76,8 @@ def _spec(name: str, model, description: str) -> dg.AssetSpec:
         _spec("invoice_adjustments", InvoiceAdjustmentRow,
               "Credit notes (CN-…) and adjustment invoices (ADJ-…) issued when what an issued invoice's customer "
               "owes changes (late usage, a corrected contract), each itemising the difference."),
+        _spec("refunds", RefundRow,
+              "What the payments system owes customers back: one row per credit note, its amount positive."),
     ],
     partitions_def=monthly_billing_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -97,13 +110,16 @@ def invoicing(context: dg.AssetExecutionContext, lake: BillingLake, billing_poli
             "invoice_adjustments": pa.Table.from_pylist(
                 [{key: document[key] for key in INVOICE_ADJUSTMENTS_SCHEMA.names} for document in adjustments],
                 schema=INVOICE_ADJUSTMENTS_SCHEMA),
+            "refunds": pa.Table.from_pylist(
+                [{key: document[key] for key in REFUNDS_SCHEMA.names} | {"amount_minor": -document["amount_minor"]}
+                 for document in adjustments if document["kind"] == "credit_note"], schema=REFUNDS_SCHEMA),
         }
         for name, table in tables.items():
             lake.write_table(name, month, table)
         last = tables
         context.log.info(f"{month}: {len(invoices)} invoices ({'issued' if issuing else 'draft'}), "
                          f"{len(adjustments)} corrections on record")
-    for name in ("invoice_lines", "invoices", "invoice_adjustments"):
+    for name in ("invoice_lines", "invoices", "invoice_adjustments", "refunds"):
         metadata = {"invoices_draft": summary["draft"], "invoices_issued": summary["issued"],
                     "corrections_issued_now": summary["corrections_now"]}
         if len(context.partition_keys) == 1:

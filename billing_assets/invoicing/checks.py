@@ -5,7 +5,7 @@ from collections import defaultdict
 from billing_assets.lib.checks import pandera_asset_check, partition_check
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import monthly_billing_partitions
-from billing_assets.invoicing.schemas import InvoiceAdjustmentRow, InvoiceLineRow, InvoiceRow
+from billing_assets.invoicing.schemas import InvoiceAdjustmentRow, InvoiceLineRow, InvoiceRow, RefundRow
 
 invoice_lines_matches_contract = pandera_asset_check(
     asset="invoice_lines", table="invoice_lines", model=InvoiceLineRow, partitions_def=monthly_billing_partitions)
@@ -14,6 +14,9 @@ invoices_matches_contract = pandera_asset_check(
 invoice_adjustments_matches_contract = pandera_asset_check(
     asset="invoice_adjustments", table="invoice_adjustments", model=InvoiceAdjustmentRow,
     partitions_def=monthly_billing_partitions)
+
+refunds_matches_contract = pandera_asset_check(
+    asset="refunds", table="refunds", model=RefundRow, partitions_def=monthly_billing_partitions)
 
 
 def totals_tie(lake: BillingLake, month: str) -> tuple[bool, dict]:

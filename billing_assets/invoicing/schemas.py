@@ -67,3 +67,17 @@ class InvoiceAdjustmentRow(pa.DataFrameModel):
     def sign_matches_kind(cls, frame: pd.DataFrame) -> Series[bool]:
         return ((frame["kind"] == "credit_note") & (frame["amount_minor"] < 0)) | (
             (frame["kind"] == "adjustment_invoice") & (frame["amount_minor"] > 0))
+
+
+class RefundRow(pa.DataFrameModel):
+    """`refunds`: one row per credit note, for the payments system to pay back."""
+
+    document_number: Series[Text] = pa.Field(unique=True, str_matches=r"^CN-\d{6}-[A-Za-z0-9_-]{1,64}-\d+$")
+    invoice_number: Series[Text]
+    customer_id: Series[Text]
+    month: Series[Text] = pa.Field(str_matches=MONTH)
+    currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES))
+    amount_minor: Series[Int64] = pa.Field(gt=0, description="amount to pay back, in minor units")
+
+    class Config:
+        strict = True

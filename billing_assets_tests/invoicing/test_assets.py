@@ -69,7 +69,11 @@ def test_drafts_before_grace_then_issued_once(month_with_usage, s3, bucket):
         issued = globex(table(s3, bucket, "invoices"))
         assert (issued["status"], issued["total_minor"]) == ("issued", 11610)
         first = documents(s3, bucket)
-        assert list(first) == ["INV-202601-globex.json"]
+        assert sorted(first) == ["INV-202601-globex.html", "INV-202601-globex.json"]
+        html = first["INV-202601-globex.html"].decode()
+        # each line with its amount: egress 80.00, base fee 49.00, discount −12.90; total 116.10
+        for text in ("egress_gb × 1000", "USD 80.00", "Base fee", "USD 49.00", "USD -12.90", "Total: USD 116.10"):
+            assert text in html
         assert json.loads(first["INV-202601-globex.json"])["total_minor"] == 11610
         invoice_bytes = s3.get_object(Bucket=bucket, Key="warehouse/invoices/month=2026-01/part-00000.parquet")["Body"].read()
         run(instance, "monthly_billing_job", MONTH)  # nothing changed: nothing new, same bytes
@@ -104,6 +108,12 @@ def test_a_retroactive_discount_becomes_a_credit_note(month_with_usage, put, s3,
         put(reference_files(contracts_csv=CONTRACTS.replace("c-globex,globex,pro,2026-01-01,,10",
                                                             "c-globex,globex,pro,2026-01-01,,20")))
         run(instance, "monthly_billing_job", MONTH)
-        credit = json.loads(documents(s3, bucket)["CN-202601-globex-1.json"])
+        docs = documents(s3, bucket)
+        credit = json.loads(docs["CN-202601-globex-1.json"])
         # discount 10 % → 20 % of 129.00: −12.90 → −25.80, a credit of 12.90
         assert (credit["kind"], credit["amount_minor"], credit["invoice_number"]) == ("credit_note", -1290, "INV-202601-globex")
+        assert [(row["document_number"], row["amount_minor"], row["currency"]) for row in table(s3, bucket, "refunds")] == [
+            ("CN-202601-globex-1", 1290, "USD")]
+        html = docs["CN-202601-globex-1.html"].decode()
+        assert "Credit note CN-202601-globex-1" in html and "Total: USD -12.90" in html
+        assert "Corrects invoice INV-202601-globex" in html
