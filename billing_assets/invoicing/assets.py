@@ -58,6 +58,19 @@ def _issue(lake: BillingLake, invoice: Invoice) -> tuple[dict, list[dict], dict 
     return issued, corrections, new
 
 
+def _owing_nothing_now(lake: BillingLake, month: str, invoiced: set[str]) -> list[Invoice]:
+    """Customers with an issued invoice for the month but no contract in it any more (a contract
+    removed or moved retroactively): they now owe nothing, which a credit note must say."""
+    issued = [item.key for item in lake.list_objects(f"documents/{month}/")
+              if item.key.rsplit("/", 1)[1].startswith("INV-") and item.key.endswith(".json")]
+    ghosts = []
+    for key in sorted(issued):
+        document = json.loads(lake.get_bytes(key))
+        if document["customer_id"] not in invoiced:
+            ghosts.append(Invoice(document["invoice_number"], document["customer_id"], month, document["currency"], ()))
+    return ghosts
+
+
 def _spec(name: str, model, description: str) -> dg.AssetSpec:
     return dg.AssetSpec(name, description=description, group_name="invoicing", owners=["team:billing"],
                         kinds={"s3", "parquet"}, metadata=table_metadata(name, model),
@@ -90,6 +103,8 @@ def invoicing(context: dg.AssetExecutionContext, lake: BillingLake, billing_poli
     for month in context.partition_keys:
         invoices = build_invoices(month, lake.read_table("rated_charges", month), reference)
         issuing = billing_policy.issuing(month)
+        if issuing:
+            invoices += _owing_nothing_now(lake, month, {invoice.customer_id for invoice in invoices})
         lines, heads, adjustments = [], [], []
         for invoice in invoices:
             if issuing:

@@ -117,3 +117,17 @@ def test_a_retroactive_discount_becomes_a_credit_note(month_with_usage, put, s3,
         html = docs["CN-202601-globex-1.html"].decode()
         assert "Credit note CN-202601-globex-1" in html and "Total: USD -12.90" in html
         assert "Corrects invoice INV-202601-globex" in html
+
+
+def test_a_contract_removed_after_issue_is_credited_in_full_and_the_invoice_stays(month_with_usage, put, s3, bucket):
+    with dg.instance_for_test() as instance:
+        run(instance, "daily_usage_job", "2026-01-05")
+        run(instance, "monthly_billing_job", MONTH)
+        put(reference_files(contracts_csv="\n".join(line for line in CONTRACTS.splitlines()
+                                                    if not line.startswith("c-globex")) + "\n"))
+        run(instance, "monthly_billing_job", MONTH)
+        credit = json.loads(documents(s3, bucket)["CN-202601-globex-1.json"])
+        assert credit["amount_minor"] == -11610  # everything billed on INV-202601-globex
+        assert globex(table(s3, bucket, "invoices")) == {
+            "invoice_number": "INV-202601-globex", "customer_id": "globex", "month": MONTH, "currency": "USD",
+            "total_minor": 11610, "status": "issued"}

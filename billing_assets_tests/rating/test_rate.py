@@ -1,6 +1,6 @@
 """A month rated from daily metered rows, per contract, worked by hand."""
 
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import Decimal
 
 import pyarrow as pa
