@@ -208,6 +208,9 @@ def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
         for row in lake.read_table("invoice_adjustments", month).to_pylist():
             print(f"  {row['document_number']:<28}{row['customer_id']:<20}{money(row['amount_minor'], row['currency']):>22}"
                   f"  {row['kind'].replace('_', ' ')} of {row['invoice_number']}")
+        checks = [e for e in result.get_asset_check_evaluations() if e.check_name == "reconciliation_ties"]
+        tie_outs = _materialization_metadata(result, "reconciliation").get("dagster/row_count", 0)
+        print(f"  reconciliation: {'all ' + str(tie_outs) + ' tie-outs hold' if checks and checks[0].passed else 'BREAKS'}")
     return failed
 
 

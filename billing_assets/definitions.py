@@ -5,6 +5,7 @@ import dagster as dg
 from billing_assets.invoicing import assets as invoicing_assets
 from billing_assets.invoicing import checks as invoicing_checks
 from billing_assets.metering import assets as metering_assets
+from billing_assets.monitoring import assets as monitoring_assets
 from billing_assets.metering import checks as metering_checks
 from billing_assets.rating import assets as rating_assets
 from billing_assets.rating import checks as rating_checks
@@ -26,13 +27,13 @@ daily_usage_job = dg.define_asset_job(
 )
 monthly_billing_job = dg.define_asset_job(
     "monthly_billing_job",
-    selection=dg.AssetSelection.groups("rating", "invoicing"),
-    description="Rate and invoice one or more UTC calendar months from their days' metered usage.",
+    selection=dg.AssetSelection.groups("rating", "invoicing", "monitoring"),
+    description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage.",
 )
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([reference_assets, usage_assets, metering_assets, rating_assets,
-                                        invoicing_assets]),
+                                        invoicing_assets, monitoring_assets]),
     asset_checks=dg.load_asset_checks_from_modules([usage_checks, metering_checks, rating_checks,
                                                     invoicing_checks]),
     jobs=[reference_job, daily_usage_job, monthly_billing_job],

@@ -79,6 +79,7 @@ def test_run_end_to_end_records_runs_in_dagster_home(capsys, put, home, s3, buck
     assert re.search(r"INV-202601-acme +acme +USD 49\.24  issued\n", out)
     assert re.search(r"INV-202601-globex +globex +USD 44\.10  issued\n", out)
     assert re.search(r"INV-202601-initech +initech +EUR 0\.00  issued\n", out)
+    assert re.search(r"  reconciliation: all \d+ tie-outs hold\n", out)
     instance = DagsterInstance.get()
     runs = instance.get_runs()
     assert len(runs) == 4  # the reference run, one per day, one for the month

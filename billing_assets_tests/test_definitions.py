@@ -15,7 +15,7 @@ def test_definitions_load():
 def test_asset_graph():
     graph = defs.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == {
-        "meters", "plans", "customers", "contracts", "ip_allocations", *TABLES, *MONTHLY}
+        "meters", "plans", "customers", "contracts", "ip_allocations", *TABLES, *MONTHLY, "reconciliation"}
     assert dg.AssetKey("usage_events") in graph.get(dg.AssetKey("metered_usage")).parent_keys
     assert dg.AssetKey("metered_usage") in graph.get(dg.AssetKey("rated_charges")).parent_keys
     assert graph.get(dg.AssetKey("rated_charges")).partitions_def.get_partition_keys()[0] == "2025-01"

@@ -1,0 +1,1 @@
+"""Watching the chain: reconciliation of every stage against the next."""

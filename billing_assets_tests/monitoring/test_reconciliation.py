@@ -1,0 +1,51 @@
+"""Reconciliation holds on a real month and names what breaks when a stage is tampered with."""
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from billing_assets.resources import billing_lake
+from billing_assets_tests.conftest import reference_files
+from billing_assets_tests.invoicing.test_assets import MONTH, day_file, run, table, usage
+
+
+@pytest.fixture
+def billed_month(put):
+    put(reference_files() | day_file("2026-01-05", usage("g1", "1000"), usage("g2", "20")))
+    with dg.instance_for_test() as instance:
+        run(instance, "daily_usage_job", "2026-01-05")
+        result = run(instance, "monthly_billing_job", MONTH)
+    return result
+
+
+def test_a_clean_month_reconciles(billed_month, s3, bucket):
+    [check] = [e for e in billed_month.get_asset_check_evaluations() if e.check_name == "reconciliation_ties"]
+    assert check.passed
+    rows = table(s3, bucket, "reconciliation")
+    globex_egress = [row for row in rows if row["customer_id"] == "globex" and row["meter"] == "egress_gb"]
+    # 1000 + 20 GB accepted, metered and rated
+    assert [(row["tie_out"], row["expected"], row["actual"]) for row in globex_egress] == [
+        ("accepted events = metered events", "2", "2"),
+        ("metered period quantity = rated quantity", "1020.000000000", "1020.000000000")]
+    assert {row["tie_out"] for row in rows} == {
+        "accepted events = metered events", "metered period quantity = rated quantity",
+        "invoice total = sum of its lines", "issued + corrections = owed now"}
+
+
+def test_a_tampered_rating_breaks_and_is_named(billed_month, put):
+    lake = billing_lake()
+    rated = lake.read_table("rated_charges", MONTH).to_pylist()
+    for row in rated:
+        if row["customer_id"] == "globex" and row["meter"] == "egress_gb":
+            row["quantity"] -= 20  # a day's usage lost between metering and rating
+    lake.write_table("rated_charges", MONTH, pa.Table.from_pylist(rated, schema=lake.read_table("rated_charges", MONTH).schema))
+    from billing_assets.definitions import defs
+    from billing_assets_tests.usage.conftest import QUIET
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("monthly_billing_job").execute_in_process(
+            partition_key=MONTH, instance=instance, raise_on_error=False, run_config=QUIET,
+            asset_selection=[dg.AssetKey("reconciliation")])
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "reconciliation_ties"]
+    assert not check.passed
+    assert ("metered period quantity = rated quantity: customer globex, meter egress_gb, contract c-globex: "
+            "expected 1020.000000000, found 1000.000000000 (difference -20.000000000)") in check.metadata["breaks"].value
