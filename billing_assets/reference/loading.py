@@ -237,19 +237,32 @@ def _load_plans(body: bytes, meter_names: set[str]) -> tuple[pd.DataFrame, pd.Da
 
 def _overlapping(frame: pd.DataFrame, group: str, start: str, end: str):
     """(earlier, later) rows of one group whose [start, end) windows overlap (empty end: open).
-    Sorted by start, any overlap shows up between neighbours."""
-    ordered = frame.assign(end_or_open=frame[end].replace("", "9999-12-31")).sort_values([group, start])
-    for _, rows in ordered.groupby(group, sort=False):
-        rows = list(rows.itertuples())
-        for earlier, later in zip(rows, rows[1:]):
-            if getattr(later, start) < earlier.end_or_open:
-                yield earlier, later
+    Sorted by start, any overlap shows up between neighbours, so one vectorised pass finds them."""
+    ordered = frame.assign(end_or_open=frame[end].replace("", "9999-12-31")).sort_values([group, start], kind="stable")
+    same_group = ordered[group].eq(ordered[group].shift())
+    overlaps = same_group & (ordered[start] < ordered["end_or_open"].shift())
+    positions = overlaps.to_numpy().nonzero()[0]
+    rows = list(ordered.itertuples()) if len(positions) else []
+    for position in positions:
+        yield rows[position - 1], rows[position]
+
+
+def _suspects(frame: pd.DataFrame, *masks: pd.Series) -> pd.DataFrame:
+    """The rows any mask flags, in file order: only they are looked at one by one."""
+    flagged = masks[0]
+    for mask in masks[1:]:
+        flagged = flagged | mask
+    return frame[flagged.to_numpy()]
 
 
 def _check_contracts(contracts: pd.DataFrame, customers: pd.DataFrame, plans: pd.DataFrame) -> None:
     currency_of_customer = dict(zip(customers["customer_id"], customers["currency"]))
     currency_of_plan = dict(zip(plans["plan_id"], plans["currency"]))
-    for index, contract in contracts.iterrows():
+    customer_currency = contracts["customer_id"].map(currency_of_customer)
+    plan_currency = contracts["plan_id"].map(currency_of_plan)
+    suspects = _suspects(contracts, customer_currency.isna(), plan_currency.isna(), customer_currency != plan_currency,
+                         (contracts["end_date"] != "") & (contracts["end_date"] <= contracts["start_date"]))
+    for index, contract in suspects.iterrows():
         where = _csv_line(index)
         if contract["customer_id"] not in currency_of_customer:
             raise ReferenceDataError(CONTRACTS_KEY, where, f"customer '{contract['customer_id']}' is not in {CUSTOMERS_KEY}")
@@ -272,7 +285,9 @@ def _check_contracts(contracts: pd.DataFrame, customers: pd.DataFrame, plans: pd
 
 def _check_ip_allocations(allocations: pd.DataFrame, customers: pd.DataFrame) -> None:
     known = set(customers["customer_id"])
-    for index, allocation in allocations.iterrows():
+    suspects = _suspects(allocations, ~allocations["customer_id"].isin(known),
+                         (allocations["valid_to"] != "") & (allocations["valid_to"] <= allocations["valid_from"]))
+    for index, allocation in suspects.iterrows():
         if allocation["customer_id"] not in known:
             raise ReferenceDataError(
                 IP_ALLOCATIONS_KEY, _csv_line(index), f"customer '{allocation['customer_id']}' is not in {CUSTOMERS_KEY}"
