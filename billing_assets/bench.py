@@ -5,6 +5,7 @@ fresh child process so peak RSS is its own:
   (a) ours: list + fetch every object through boto3, ingest (§2–§4) and meter the day;
   (b) DuckDB: fetch the same objects through boto3, then one query that reads them, dedupes
       on event_id and sums quantity per customer and meter.
+It also rates and invoices a month for 100,000 customers × 5 meters (a figure, not a test).
 The last line is machine-readable: ingest_meter_vs_duckdb_throughput_ratio=X peak_rss_ratio=Y.
 """
 
@@ -70,6 +71,40 @@ def measure_duckdb() -> dict:
     return {"seconds": seconds, "rows": len(rows), "lines": None, "peak_rss_mib": _peak_rss_mib()}
 
 
+def measure_invoicing(customers: int) -> dict:
+    """Rate and invoice one month for ``customers`` customers × 5 meters (one metered day each)."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    from billing_assets.demo.synthetic import bench_reference
+    from billing_assets.invoicing.build import build_invoices
+    from billing_assets.metering.aggregate import METERED_USAGE_SCHEMA
+    from billing_assets.rating.rate import rate_month
+    from billing_assets.reference.loading import load_reference
+
+    started = time.perf_counter()
+    reference = load_reference(bench_reference(customers).get)
+    loaded = time.perf_counter()
+    rules = reference.meter_aggregation()
+    at = datetime(BENCH_DAY.year, BENCH_DAY.month, BENCH_DAY.day, tzinfo=timezone.utc)
+    metered = pa.Table.from_pylist([
+        {"day": BENCH_DAY, "customer_id": f"cust-{index:05d}", "meter": meter, "aggregation": rules[meter],
+         "quantity": Decimal(index % 977) + Decimal("0.5"), "event_count": 3,
+         "latest_timestamp": at if rules[meter] == "latest" else None,
+         "latest_event_id": "e1" if rules[meter] == "latest" else None, "distinct_values": None}
+        for index in range(customers) for meter in ("api_requests", "egress_gb", "storage_gb_hours", "build_minutes", "seats")
+    ], schema=METERED_USAGE_SCHEMA)
+    rating = time.perf_counter()
+    month = BENCH_DAY.isoformat()[:7]
+    rated = rate_month(month, metered, reference)
+    invoices = build_invoices(month, rated, reference)
+    done = time.perf_counter()
+    return {"seconds": done - rating, "reference_seconds": loaded - started, "rated_lines": rated.num_rows,
+            "invoices": len(invoices), "peak_rss_mib": _peak_rss_mib()}
+
+
 def land(events: int, customers: int) -> None:
     import boto3
 
@@ -84,8 +119,8 @@ def land(events: int, customers: int) -> None:
         client.put_object(Bucket=bucket, Key=key, Body=body)
 
 
-def _child(which: str) -> dict:
-    output = subprocess.run([sys.executable, "-m", "billing_assets.bench", "--measure", which],
+def _child(which: str, *extra: str) -> dict:
+    output = subprocess.run([sys.executable, "-m", "billing_assets.bench", "--measure", which, *extra],
                             check=True, capture_output=True, text=True, env=os.environ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -94,10 +129,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--customers", type=int, default=10_000)
-    parser.add_argument("--measure", choices=["ours", "duckdb"], help=argparse.SUPPRESS)
+    parser.add_argument("--invoicing-customers", type=int, default=100_000)
+    parser.add_argument("--measure", choices=["ours", "duckdb", "invoicing"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure_ours() if args.measure == "ours" else measure_duckdb()))
+        measured = {"ours": measure_ours, "duckdb": measure_duckdb,
+                    "invoicing": lambda: measure_invoicing(args.invoicing_customers)}[args.measure]()
+        print(json.dumps(measured))
         return 0
 
     from billing_assets.cli import _use_embedded_s3
@@ -113,6 +151,10 @@ def main() -> int:
             from billing_assets.demo.embedded_s3 import stop_server
 
             stop_server(Path(state))
+    invoicing = _child("invoicing", "--invoicing-customers", str(args.invoicing_customers))
+    print(f"invoicing: {args.invoicing_customers:,} customers × 5 meters rated and invoiced in "
+          f"{invoicing['seconds']:.1f} s ({invoicing['rated_lines']:,} rated lines, {invoicing['invoices']:,} invoices; "
+          f"reference data loaded in {invoicing['reference_seconds']:.1f} s; peak RSS {invoicing['peak_rss_mib']:.0f} MiB)")
     ours_rate, duck_rate = args.events / ours["seconds"], args.events / duck["seconds"]
     print(f"ours   : {ours['seconds']:7.2f} s  {ours_rate:12,.0f} events/s  peak RSS {ours['peak_rss_mib']:7.0f} MiB"
           f"  ({ours['accepted']:,} accepted, {ours['duplicates']:,} duplicates, {ours['rows']:,} metered rows)")
