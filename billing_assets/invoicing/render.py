@@ -22,6 +22,13 @@ def _describe(line: dict) -> str:
         line["line_type"]]
 
 
+def _pricing(part: dict) -> str:
+    if "packages" in part:
+        return f"{escape(part['packages'])} × package of {part['package_size']} at {escape(part['package_price'])}"
+    tier = f"tier {part['tier']}: " if "tier" in part else ""
+    return f"{tier}{escape(part['quantity'])} × {escape(part['unit_price'])}"
+
+
 def document_html(document: dict) -> str:
     currency, kind = document["currency"], document["kind"]
     if kind == "invoice":
@@ -30,8 +37,7 @@ def document_html(document: dict) -> str:
         for line in document["lines"]:
             detail = ""
             if line.get("tiers"):
-                detail = "<br>".join(f"tier {tier['tier']}: {escape(tier['quantity'])} × {escape(tier['unit_price'])}"
-                                     for tier in json.loads(line["tiers"]))
+                detail = "<br>".join(_pricing(part) for part in json.loads(line["tiers"]))
             rows.append(f"<tr><td>{escape(line['contract_id'])}</td><td>{escape(_describe(line))}</td>"
                         f"<td>{detail}</td><td class='amount'>{money(line['amount_minor'], currency)}</td></tr>")
         total = document["total_minor"]

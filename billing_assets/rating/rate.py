@@ -5,10 +5,12 @@ fee prorated. Discounts and minimums are invoice-level and come later."""
 from __future__ import annotations
 
 import json
+import math
 from calendar import monthrange
 from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import pyarrow as pa
 
@@ -46,6 +48,20 @@ def covered_days(contract: dict, days: list[date]) -> list[date]:
             and (not contract["end_date"] or day.isoformat() < contract["end_date"])]
 
 
+def _pricing_detail(charge: Charge, priced) -> list[dict]:
+    """How the amount came about, for the line's reader: the tiers of a graduated or volume
+    charge, the unit price of a per-unit one, the packages of a package one."""
+    if charge.model in ("graduated", "volume"):
+        return [{"tier": line.tier, "quantity": decimal_text(line.quantity), "unit_price": str(line.unit_price),
+                 "amount": exact_text(line.amount)} for line in priced.tiers]
+    if charge.model == "per_unit":
+        return [{"quantity": decimal_text(priced.quantity), "unit_price": str(charge.unit_price),
+                 "amount": exact_text(priced.amount)}]
+    packages = math.ceil(Fraction(priced.quantity) / charge.package_size)
+    return [{"packages": str(packages), "package_size": charge.package_size, "package_price": str(charge.package_price),
+             "amount": exact_text(priced.amount)}]
+
+
 def rate_month(month: str, metered: pa.Table, reference: ReferenceData) -> pa.Table:
     """``metered``: the month's ``metered_usage`` rows (any days present)."""
     days = month_days(month)
@@ -72,8 +88,7 @@ def rate_month(month: str, metered: pa.Table, reference: ReferenceData) -> pa.Ta
             rows.append(base | {
                 "line_type": "usage", "meter": charge.meter, "model": charge.model, "quantity": priced.quantity,
                 "amount_exact": exact_text(priced.amount), "amount_minor": minor_units(priced.amount, plan["currency"]),
-                "tiers": json.dumps([{"tier": line.tier, "quantity": decimal_text(line.quantity), "unit_price": str(line.unit_price),
-                                      "amount": exact_text(line.amount)} for line in priced.tiers]) if priced.tiers else None,
+                "tiers": json.dumps(_pricing_detail(charge, priced)),
             })
         if plan["base_fee"]:
             fee = prorated(Decimal(plan["base_fee"]), len(covered), len(days))

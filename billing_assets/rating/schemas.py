@@ -29,7 +29,7 @@ class RatedCharge(pa.DataFrameModel):
     amount_exact: Series[Text] = pa.Field(str_matches=r"^-?\d+(\.\d+)?$|^-?\d+/\d+$",
                                           description="exact amount: decimal, or p/q when it does not terminate")
     amount_minor: Series[Int64] = pa.Field(ge=0, description="half-up to the currency's minor unit")
-    tiers: Series[Text] = pa.Field(nullable=True, description="graduated/volume: JSON tier breakdown")
+    tiers: Series[Text] = pa.Field(nullable=True, description="JSON pricing detail: tiers, unit price or packages")
     covered_days: Series[Int32] = pa.Field(ge=1, le=31)
     days_in_month: Series[Int32] = pa.Field(ge=28, le=31)
 

@@ -72,7 +72,8 @@ def test_drafts_before_grace_then_issued_once(month_with_usage, s3, bucket):
         assert sorted(first) == ["INV-202601-globex.html", "INV-202601-globex.json"]
         html = first["INV-202601-globex.html"].decode()
         # each line with its amount: egress 80.00, base fee 49.00, discount −12.90; total 116.10
-        for text in ("egress_gb × 1000", "USD 80.00", "Base fee", "USD 49.00", "USD -12.90", "Total: USD 116.10"):
+        for text in ("egress_gb × 1000", "1000 × 0.08", "USD 80.00", "Base fee", "USD 49.00", "USD -12.90",
+                     "Total: USD 116.10"):
             assert text in html
         assert json.loads(first["INV-202601-globex.json"])["total_minor"] == 11610
         invoice_bytes = s3.get_object(Bucket=bucket, Key="warehouse/invoices/month=2026-01/part-00000.parquet")["Body"].read()

@@ -65,3 +65,18 @@ def test_tier_breakdown_is_kept_and_currency_follows_the_plan():
     assert api["amount_minor"] == 0  # 0.0002 rounds to 0.00
     euro = rows[("c-initech", "usage", "egress_gb")]
     assert (euro["currency"], euro["amount_exact"], euro["amount_minor"]) == ("EUR", "0.231", 23)  # 3.3 × 0.07
+    assert euro["tiers"] == '[{"quantity": "3.3", "unit_price": "0.07", "amount": "0.231"}]'
+
+
+def test_package_lines_say_how_many_packages():
+    from billing_assets.demo.synthetic import reference_objects
+
+    reference = load_reference(reference_objects().get)
+    rows = [{"day": date(2026, 10, 3), "customer_id": "acme", "meter": "build_minutes", "aggregation": "sum",
+             "quantity": Decimal("2001"), "event_count": 1, "latest_timestamp": None, "latest_event_id": None,
+             "distinct_values": None}]
+    table = rate_month("2026-10", pa.Table.from_pylist(rows, schema=METERED_USAGE_SCHEMA), reference)
+    [line] = [row for row in table.to_pylist() if row["contract_id"] == "ct-acme-1" and row["meter"] == "build_minutes"]
+    # pro: packages of 1000 minutes at 5.00; 2001 minutes need 3 packages = 15.00
+    assert (line["amount_minor"], line["tiers"]) == (
+        1500, '[{"packages": "3", "package_size": 1000, "package_price": "5.00", "amount": "15"}]')
