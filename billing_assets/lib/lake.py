@@ -131,6 +131,11 @@ class BillingLake(dg.ConfigurableResource):
         column = "month" if len(partition) == 7 else "dt"
         return f"warehouse/{table}/{column}={partition}/{PARQUET_FILE}"
 
+    def days_present(self, table_name: str, month: str) -> set[str]:
+        """The days of ``month`` (YYYY-MM) for which a daily table has a partition."""
+        return {item.key.split("/")[2].removeprefix("dt=")
+                for item in self.list_objects(f"warehouse/{table_name}/dt={month}-")}
+
     def write_table(self, table_name: str, partition: str, table: pa.Table) -> tuple[str, int]:
         """Replace one partition of a warehouse table in a single atomic PUT; returns (key, bytes)."""
         key = self.partition_key(table_name, partition)

@@ -17,7 +17,7 @@ RECONCILIATION_TIES = "reconciliation_ties"
 
 
 def _accepted_month(lake: BillingLake, month: str) -> pa.Table:
-    present = {item.key.split("/")[2].removeprefix("dt=") for item in lake.list_objects(f"warehouse/usage_events/dt={month}-")}
+    present = lake.days_present("usage_events", month)
     tables = [lake.read_table("usage_events", day.isoformat()).select(["customer_id", "meter"])
               for day in month_days(month) if day.isoformat() in present]
     return pa.concat_tables(tables) if tables else USAGE_EVENTS_SCHEMA.empty_table().select(["customer_id", "meter"])

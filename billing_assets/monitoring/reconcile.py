@@ -4,7 +4,6 @@ Each row is one tie-out with what was expected, what was found and the differenc
 break names its customer, meter and amount."""
 
 from collections import defaultdict
-from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc

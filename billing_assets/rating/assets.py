@@ -15,8 +15,7 @@ from billing_assets.reference.assets import read_reference
 
 def metered_month(lake: BillingLake, month: str) -> tuple[pa.Table, list[str]]:
     """The month's metered rows, and the days that have no metered partition yet."""
-    present = {item.key.split("/")[2].removeprefix("dt=")
-               for item in lake.list_objects(f"warehouse/metered_usage/dt={month}-")}
+    present = lake.days_present("metered_usage", month)
     days = [day.isoformat() for day in month_days(month)]
     tables = [lake.read_table("metered_usage", day) for day in days if day in present]
     missing = [day for day in days if day not in present]
