@@ -106,17 +106,10 @@ def measure_invoicing(customers: int) -> dict:
 
 
 def land(events: int, customers: int) -> None:
-    import boto3
-
+    from billing_assets.demo.embedded_s3 import land as land_objects
     from billing_assets.demo.synthetic import bench_objects, bench_reference
-    from billing_assets.lib.lake import DEFAULT_BUCKET
 
-    bucket = os.environ.setdefault("BILLING_BUCKET", DEFAULT_BUCKET)
-    client = boto3.client("s3")
-    if bucket not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
-        client.create_bucket(Bucket=bucket)
-    for key, body in (bench_reference(customers) | bench_objects(events, customers, BENCH_DAY)).items():
-        client.put_object(Bucket=bucket, Key=key, Body=body)
+    land_objects(bench_reference(customers) | bench_objects(events, customers, BENCH_DAY))
 
 
 def _child(which: str, *extra: str) -> dict:

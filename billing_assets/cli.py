@@ -237,18 +237,10 @@ def _default_home() -> None:
 
 
 def seed_demo(include_late: bool) -> None:
-    import boto3
-
+    from billing_assets.demo.embedded_s3 import land
     from billing_assets.demo.synthetic import demo_late_objects, demo_month_objects, reference_objects
-    from billing_assets.lib.lake import DEFAULT_BUCKET
 
-    bucket = os.environ.setdefault("BILLING_BUCKET", DEFAULT_BUCKET)
-    client = boto3.client("s3")
-    if bucket not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
-        client.create_bucket(Bucket=bucket)
-    objects = reference_objects() | demo_month_objects() | (demo_late_objects() if include_late else {})
-    for key, body in objects.items():
-        client.put_object(Bucket=bucket, Key=key, Body=body)
+    land(reference_objects() | demo_month_objects() | (demo_late_objects() if include_late else {}))
 
 
 def demo() -> int:

@@ -61,6 +61,21 @@ def ensure_server(state_dir: Path) -> tuple[str, bool]:
     return f"http://{HOST}:{port}", True
 
 
+def land(objects: dict[str, bytes]) -> str:
+    """Put ``objects`` into $BILLING_BUCKET (default ``billing``), creating the bucket if needed."""
+    import boto3
+
+    from billing_assets.lib.lake import DEFAULT_BUCKET
+
+    bucket = os.environ.setdefault("BILLING_BUCKET", DEFAULT_BUCKET)
+    client = boto3.client("s3")
+    if bucket not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
+        client.create_bucket(Bucket=bucket)
+    for key, body in objects.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    return bucket
+
+
 def stop_server(state_dir: Path) -> bool:
     state_file = state_dir / "s3.json"
     if not state_file.exists():

@@ -30,28 +30,28 @@ def documents_prefix(month: str, customer_id: str) -> str:
     return f"documents/{month}/{customer_id}/"
 
 
-def _publish(lake: BillingLake, prefix: str, document: dict) -> bool:
-    """Write a document once, as JSON and as HTML; False when its JSON already existed."""
+def _publish(lake: BillingLake, prefix: str, document: dict) -> tuple[bool, dict]:
+    """Write a document once, as JSON and as HTML. Returns (written now, the document as stored):
+    when its JSON already existed, what was issued then is what stands."""
     key = f"{prefix}{document['document_number']}"
     written = lake.put_once(f"{key}.json", document_bytes(document), "application/json")
     stored = document if written else json.loads(lake.get_bytes(f"{key}.json"))
     lake.put_once(f"{key}.html", document_html(stored).encode(), "text/html")  # always from what was issued
-    return written
+    return written, stored
 
 
 def _issue(lake: BillingLake, invoice: Invoice) -> tuple[dict, list[dict], dict | None]:
     """Issue ``invoice`` if it was not yet (write-once), then correct it if what is owed changed.
     Returns (issued document, every correction so far, the correction made now or None)."""
     prefix = documents_prefix(invoice.month, invoice.customer_id)
-    _publish(lake, prefix, invoice.document() | {"status": "issued"})
-    issued = json.loads(lake.get_bytes(f"{prefix}{invoice.invoice_number}.json"))
+    _, issued = _publish(lake, prefix, invoice.document() | {"status": "issued"})
     corrections = sorted(
         (json.loads(lake.get_bytes(item.key)) for item in lake.list_objects(prefix)
          if item.key.rsplit("/", 1)[1].startswith(("CN-", "ADJ-")) and item.key.endswith(".json")),
         key=lambda document: document["sequence"])
     new = correction(invoice, issued, corrections)
     if new is not None:
-        if not _publish(lake, prefix, new):
+        if not _publish(lake, prefix, new)[0]:
             raise dg.Failure(f"{new['document_number']} appeared while this run was correcting {invoice.invoice_number}; "
                              "another run is invoicing the same month. Re-run to continue.")
         corrections.append(new)

@@ -121,10 +121,6 @@ class BillingLake(dg.ConfigurableResource):
             raise
         return True
 
-    def exists(self, key: str) -> bool:
-        response = self.client().list_objects_v2(Bucket=self.bucket_name, Prefix=key, MaxKeys=1)
-        return any(item["Key"] == key for item in response.get("Contents", []))
-
     @staticmethod
     def partition_key(table: str, partition: str) -> str:
         """Hive-style location of a partition: ``warehouse/<table>/dt=2026-01-05/part-00000.parquet``."""

@@ -183,7 +183,6 @@ def _ip_facts(text: str, allocations_by_length: dict[int, dict]) -> _IpFacts:
 @dataclass
 class _PartitionContext:
     day: date
-    reference: ReferenceData
     aggregation: dict[str, str]
     meter_field: dict[str, str]
     property_fields: tuple[str, ...]
@@ -201,7 +200,6 @@ class _PartitionContext:
         meter_field = reference.meter_field()
         return cls(
             day=day,
-            reference=reference,
             aggregation=reference.meter_aggregation(),
             meter_field=meter_field,
             property_fields=tuple(sorted(set(meter_field.values()))),

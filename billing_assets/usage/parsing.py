@@ -174,8 +174,7 @@ def parse_line(text: str, property_fields: tuple[str, ...]) -> dict:
         kind = "number" if isinstance(document, _NumberText) else "string" if isinstance(document, str) else (
             "null" if document is None else _type_name(document))
         return row | {"parse_reason": Reason.NOT_AN_OBJECT.value, "parse_detail": f"a JSON {kind}, not an object"}
-    strings = [value for value in _walk_strings(document)]
-    if any(_has_surrogate(value) for value in strings):
+    if any(_has_surrogate(value) for value in _walk_strings(document)):
         return row | {"parse_reason": Reason.MALFORMED_JSON.value, "parse_detail": "not valid JSON: unpaired UTF-16 surrogate escape"}
     for name in SCALAR_FIELDS:
         row[name] = _column_value(document.get(name))
