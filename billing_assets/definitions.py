@@ -11,24 +11,22 @@ from billing_assets.rating import assets as rating_assets
 from billing_assets.rating import checks as rating_checks
 from billing_assets.reference import assets as reference_assets
 from billing_assets.invoicing.policy import BillingPolicy
+from billing_assets.jobs import daily_usage_job, monthly_billing_job, reference_job
 from billing_assets.resources import billing_lake
 from billing_assets.usage import assets as usage_assets
 from billing_assets.usage import checks as usage_checks
+from billing_assets.usage.schedules import daily_usage_schedule
+from billing_assets.usage.sensors import LandingWatch, raw_usage_sensor
+from billing_assets.invoicing.schedules import monthly_invoicing_schedule
+from billing_assets.invoicing.sensors import invoice_issuing_sensor
 
-reference_job = dg.define_asset_job(
-    "reference_job",
-    selection=dg.AssetSelection.groups("reference"),
-    description="Validate the reference files (meters, plans, customers, contracts, IP allocations).",
-)
-daily_usage_job = dg.define_asset_job(
-    "daily_usage_job",
-    selection=dg.AssetSelection.groups("usage", "metering"),
-    description="Ingest one or more days of raw usage and meter them, with every blocking check.",
-)
-monthly_billing_job = dg.define_asset_job(
-    "monthly_billing_job",
-    selection=dg.AssetSelection.groups("rating", "invoicing", "monitoring"),
-    description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage.",
+# running by default, like the sensors: the chain follows late data without anyone clicking
+billing_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "billing_automation_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Re-materialises metering, rating, invoicing and reconciliation partitions whose upstream changed.",
 )
 
 defs = dg.Definitions(
@@ -37,5 +35,7 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules([usage_checks, metering_checks, rating_checks,
                                                     invoicing_checks]),
     jobs=[reference_job, daily_usage_job, monthly_billing_job],
-    resources={"lake": billing_lake(), "billing_policy": BillingPolicy()},
+    sensors=[raw_usage_sensor, invoice_issuing_sensor, billing_automation_sensor],
+    schedules=[daily_usage_schedule, monthly_invoicing_schedule],
+    resources={"lake": billing_lake(), "billing_policy": BillingPolicy(), "landing_watch": LandingWatch()},
 )

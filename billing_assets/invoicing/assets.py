@@ -9,6 +9,7 @@ from billing_assets.invoicing.build import Invoice, build_invoices, correction, 
 from billing_assets.invoicing.policy import BillingPolicy
 from billing_assets.invoicing.render import document_html
 from billing_assets.invoicing.schemas import InvoiceAdjustmentRow, InvoiceLineRow, InvoiceRow, RefundRow
+from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import monthly_billing_partitions
@@ -73,7 +74,7 @@ def _owing_nothing_now(lake: BillingLake, month: str, invoiced: set[str]) -> lis
 
 def _spec(name: str, model, description: str) -> dg.AssetSpec:
     return dg.AssetSpec(name, description=description, group_name="invoicing", owners=["team:billing"],
-                        kinds={"s3", "parquet"}, metadata=table_metadata(name, model),
+                        kinds={"s3", "parquet"}, metadata=table_metadata(name, model), automation_condition=follows_upstream(),
                         deps=["rated_charges", "contracts", "plans"])
 
 

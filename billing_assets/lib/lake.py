@@ -80,6 +80,15 @@ class BillingLake(dg.ConfigurableResource):
                     last_modified=item["LastModified"],
                 )
 
+    def list_folders(self, prefix: str) -> tuple[list[str], list[str]]:
+        """One level below ``prefix``: (sub-folder prefixes, keys directly in it), paginated."""
+        folders, keys = [], []
+        paginator = self.client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket_name, Prefix=prefix, Delimiter="/"):
+            folders += [entry["Prefix"] for entry in page.get("CommonPrefixes", [])]
+            keys += [item["Key"] for item in page.get("Contents", [])]
+        return folders, keys
+
     def get_bytes(self, key: str) -> bytes:
         return self.client().get_object(Bucket=self.bucket_name, Key=key)["Body"].read()
 

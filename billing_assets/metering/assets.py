@@ -7,6 +7,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.metering.aggregate import meter_day
@@ -20,6 +21,7 @@ from billing_assets.reference.assets import read_reference
     partitions_def=daily_usage_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="metering",
+    automation_condition=follows_upstream(),
     owners=["team:billing"],
     kinds={"s3", "parquet"},
     metadata=table_metadata("metered_usage", MeteredUsage),

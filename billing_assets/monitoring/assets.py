@@ -4,6 +4,7 @@ import dagster as dg
 import pyarrow as pa
 
 from billing_assets.invoicing.build import build_invoices
+from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview
 from billing_assets.lib.lake import BillingLake
 from billing_assets.monitoring.reconcile import breaks, reconcile_month
@@ -28,6 +29,7 @@ def _accepted_month(lake: BillingLake, month: str) -> pa.Table:
     partitions_def=monthly_billing_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="monitoring",
+    automation_condition=follows_upstream(),
     owners=["team:billing"],
     kinds={"s3", "parquet"},
     metadata={"dagster/table_name": "warehouse.reconciliation"},

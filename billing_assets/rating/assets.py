@@ -4,6 +4,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.metering.aggregate import METERED_USAGE_SCHEMA
@@ -28,6 +29,7 @@ def metered_month(lake: BillingLake, month: str) -> tuple[pa.Table, list[str]]:
     partitions_def=monthly_billing_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="rating",
+    automation_condition=follows_upstream(),
     owners=["team:billing"],
     kinds={"s3", "parquet"},
     metadata=table_metadata("rated_charges", RatedCharge),

@@ -1,0 +1,19 @@
+"""The jobs people, sensors and schedules launch: one per grain of the chain."""
+
+import dagster as dg
+
+reference_job = dg.define_asset_job(
+    "reference_job",
+    selection=dg.AssetSelection.groups("reference"),
+    description="Validate the reference files (meters, plans, customers, contracts, IP allocations).",
+)
+daily_usage_job = dg.define_asset_job(
+    "daily_usage_job",
+    selection=dg.AssetSelection.groups("usage", "metering", "sla"),
+    description="Ingest one or more days of raw usage and meter them, with every blocking check.",
+)
+monthly_billing_job = dg.define_asset_job(
+    "monthly_billing_job",
+    selection=dg.AssetSelection.groups("rating", "invoicing", "monitoring"),
+    description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage.",
+)
