@@ -6,6 +6,8 @@ from billing_assets.invoicing import assets as invoicing_assets
 from billing_assets.invoicing import checks as invoicing_checks
 from billing_assets.metering import assets as metering_assets
 from billing_assets.monitoring import assets as monitoring_assets
+from billing_assets.monitoring import checks as monitoring_checks
+from billing_assets.monitoring.sla import SlaPolicy
 from billing_assets.metering import checks as metering_checks
 from billing_assets.rating import assets as rating_assets
 from billing_assets.rating import checks as rating_checks
@@ -19,6 +21,7 @@ from billing_assets.usage.schedules import daily_usage_schedule
 from billing_assets.usage.sensors import LandingWatch, raw_usage_sensor
 from billing_assets.invoicing.schedules import monthly_invoicing_schedule
 from billing_assets.invoicing.sensors import invoice_issuing_sensor
+from billing_assets.reference.sensors import reference_sensor
 
 # running by default, like the sensors: the chain follows late data without anyone clicking
 billing_automation_sensor = dg.AutomationConditionSensorDefinition(
@@ -33,9 +36,10 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_modules([reference_assets, usage_assets, metering_assets, rating_assets,
                                         invoicing_assets, monitoring_assets]),
     asset_checks=dg.load_asset_checks_from_modules([usage_checks, metering_checks, rating_checks,
-                                                    invoicing_checks]),
+                                                    invoicing_checks, monitoring_checks]),
     jobs=[reference_job, daily_usage_job, monthly_billing_job],
-    sensors=[raw_usage_sensor, invoice_issuing_sensor, billing_automation_sensor],
+    sensors=[raw_usage_sensor, reference_sensor, invoice_issuing_sensor, billing_automation_sensor],
     schedules=[daily_usage_schedule, monthly_invoicing_schedule],
-    resources={"lake": billing_lake(), "billing_policy": BillingPolicy(), "landing_watch": LandingWatch()},
+    resources={"lake": billing_lake(), "billing_policy": BillingPolicy(), "landing_watch": LandingWatch(),
+               "sla": SlaPolicy()},
 )

@@ -68,8 +68,8 @@ def test_run_end_to_end_records_runs_in_dagster_home(capsys, put, home, s3, buck
                              "raw/usage/dt=2026-01-06/a.jsonl": day2.encode()})
     assert main(["run", "--from", "2026-01-05", "--to", "2026-01-06"]) == 0
     out = capsys.readouterr().out
-    assert "[  1/2] 2026-01-05  lines       3  accepted       1  duplicates      1  quarantined     1" in out
-    assert "[  2/2] 2026-01-06  lines       2  accepted       1  duplicates      0  quarantined     1" in out
+    assert "[  1/2] 2026-01-05: 3 lines → 1 accepted, 1 duplicates, 1 quarantined" in out
+    assert "[  2/2] 2026-01-06: 2 lines → 1 accepted, 0 duplicates, 1 quarantined" in out
     assert "2026-01-05             3         1           1            1  not_an_object 1" in out
     assert "total                  5         2           1            2  not_an_object 1, unknown_customer 1" in out
     # January, rated and invoiced on the two metered days (issued: its grace ended long ago).
@@ -82,8 +82,9 @@ def test_run_end_to_end_records_runs_in_dagster_home(capsys, put, home, s3, buck
     assert re.search(r"  reconciliation: all \d+ tie-outs hold\n", out)
     instance = DagsterInstance.get()
     runs = instance.get_runs()
-    assert len(runs) == 4  # the reference run, one per day, one for the month
+    assert len(runs) == 3  # the reference run, one single-run backfill for the days, one for the month
     keys = {item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="warehouse/")["Contents"]}
     assert "warehouse/rated_charges/month=2026-01/part-00000.parquet" in keys
-    assert sorted(run.tags.get("dagster/partition") for run in runs if run.job_name == "daily_usage_job") == [
-        "2026-01-05", "2026-01-06"]
+    [daily] = [run for run in runs if run.job_name == "daily_usage_job"]
+    assert (daily.tags["dagster/asset_partition_range_start"], daily.tags["dagster/asset_partition_range_end"]) == (
+        "2026-01-05", "2026-01-06")

@@ -4,7 +4,8 @@ import dagster as dg
 
 from billing_assets.definitions import defs
 
-TABLES = ("usage_events", "quarantined_events", "duplicate_events", "metered_usage")  # daily
+TABLES = ("usage_events", "quarantined_events", "duplicate_events", "metered_usage", "sla_report")  # daily
+SLA_CHECKS = {"metered_by_deadline", "invoices_issued_on_time"}  # judged on a clock, never blocking
 MONTHLY = ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments", "refunds")
 
 
@@ -31,10 +32,22 @@ def test_every_table_shows_its_columns_and_has_a_blocking_contract_check():
         assert spec.partitions_def is not None
         assert f"{table}_matches_contract" in checks
     blocking = {key.name: graph.get_check_spec(key).blocking for key in graph.asset_check_keys}
-    assert all(blocking.values()) and "usage_lines_conserved" in blocking and "metered_usage_ties_to_events" in blocking
+    assert {name for name, is_blocking in blocking.items() if not is_blocking} == SLA_CHECKS
+    assert "usage_lines_conserved" in blocking and "metered_usage_ties_to_events" in blocking
 
 
 def test_daily_assets_run_a_backfill_as_one_run():
     graph = defs.resolve_asset_graph()
     for table in TABLES:
         assert graph.get(dg.AssetKey(table)).backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_sensors_run_by_default_and_schedules_wait_for_deployments_without_them():
+    assert {sensor.name: sensor.default_status for sensor in defs.sensors} == {
+        name: dg.DefaultSensorStatus.RUNNING for name in (
+            "raw_usage_sensor", "reference_sensor", "invoice_issuing_sensor", "billing_automation_sensor")}
+    schedules = {schedule.name: schedule for schedule in defs.schedules}
+    assert set(schedules) == {"daily_usage_schedule", "monthly_invoicing_schedule"}
+    assert all(schedule.default_status == dg.DefaultScheduleStatus.STOPPED for schedule in schedules.values())
+    assert defs.resolve_schedule_def("daily_usage_schedule").cron_schedule == "0 1 * * *"
+    assert defs.resolve_schedule_def("monthly_invoicing_schedule").cron_schedule == "0 1 2 * *"

@@ -1,7 +1,7 @@
 """Daily metered usage, from accepted events."""
 
 
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import pyarrow as pa
@@ -22,6 +22,8 @@ from billing_assets.reference.assets import read_reference
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="metering",
     automation_condition=follows_upstream(),
+    # asset-level health in the UI; the per-day SLA is the metered_by_deadline check
+    freshness_policy=dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=24)),
     owners=["team:billing"],
     kinds={"s3", "parquet"},
     metadata=table_metadata("metered_usage", MeteredUsage),

@@ -5,13 +5,16 @@ import pyarrow as pa
 
 from billing_assets.invoicing.build import build_invoices
 from billing_assets.lib.automation import follows_upstream
-from billing_assets.lib.checks import markdown_preview
+from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.monitoring.reconcile import breaks, reconcile_month
-from billing_assets.partitions import monthly_billing_partitions
+from billing_assets.monitoring.schemas import SlaReportRow
+from billing_assets.monitoring.sla import SLA_REPORT_SCHEMA, SlaPolicy, invoices_issued_at, materialised_at
+from billing_assets.partitions import daily_usage_partitions, monthly_billing_partitions
 from billing_assets.rating.assets import metered_month
 from billing_assets.rating.rate import month_days
 from billing_assets.reference.assets import read_reference
+from billing_assets.usage.assets import raw_prefix
 from billing_assets.usage.ingest import USAGE_EVENTS_SCHEMA
 
 RECONCILIATION_TIES = "reconciliation_ties"
@@ -59,3 +62,56 @@ def reconciliation(context: dg.AssetExecutionContext, lake: BillingLake):
     yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(check_name=RECONCILIATION_TIES, passed=not found,
                               metadata={"tie_outs": tie_outs, "breaks": "\n".join(found[:50]) or "none"})
+
+
+def sla_rows(lake: BillingLake, instance: dg.DagsterInstance, day: str, sla: SlaPolicy) -> list[dict]:
+    deadline = sla.metered_deadline(day)
+    objects = sorted(lake.list_objects(raw_prefix(day)), key=lambda item: item.key)
+    ingested = [at for at, _ in materialised_at(instance, "usage_events", day)]
+    metered = [at for at, _ in materialised_at(instance, "metered_usage", day)]
+    last_landed = max((item.last_modified for item in objects), default=None)
+    complete = sorted(at for at in metered if last_landed is None or at >= last_landed)
+    lateness = None if not complete else max(0, int((complete[0] - deadline).total_seconds()))
+    issued = invoices_issued_at(lake, day[:7])
+    shared = {"dt": day, "deadline": deadline, "ingested_at": max(ingested, default=None),
+              "metered_at": max(metered, default=None), "metered_lateness_seconds": lateness,
+              "invoices_issued_at": issued}
+    if not objects:
+        return [shared | {"object_key": None, "landed_at": None, "landed_after_deadline": None,
+                          "landed_after_invoicing": None}]
+    return [shared | {"object_key": item.key, "landed_at": item.last_modified,
+                      "landed_after_deadline": item.last_modified > deadline,
+                      "landed_after_invoicing": issued is not None and item.last_modified > issued}
+            for item in objects]
+
+
+@dg.asset(
+    deps=["metered_usage"],
+    partitions_def=daily_usage_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="sla",
+    owners=["team:billing"],
+    kinds={"s3", "parquet"},
+    automation_condition=follows_upstream(),
+    metadata=table_metadata("sla_report", SlaReportRow),
+)
+def sla_report(context: dg.AssetExecutionContext, lake: BillingLake, sla: SlaPolicy) -> dg.MaterializeResult:
+    """For each usage day: when each raw file landed, when the day was ingested and metered, how
+    late against the metering deadline, and which files arrived after the month's invoices were
+    issued (those reach customers as credit notes or adjustment invoices)."""
+    rows, key = [], None
+    for day in context.partition_keys:
+        day_rows = sla_rows(lake, context.instance, day, sla)
+        key, _ = lake.write_table("sla_report", day, pa.Table.from_pylist(day_rows, schema=SLA_REPORT_SCHEMA))
+        rows += day_rows
+    table = pa.Table.from_pylist(rows, schema=SLA_REPORT_SCHEMA)
+    late = [row for row in rows if row["metered_lateness_seconds"]]
+    metadata = {
+        "dagster/row_count": table.num_rows,
+        "files_after_deadline": sum(bool(row["landed_after_deadline"]) for row in rows),
+        "files_after_invoicing": sum(bool(row["landed_after_invoicing"]) for row in rows),
+        "days_metered_late": len({row["dt"] for row in late}),
+    }
+    if len(context.partition_keys) == 1:
+        metadata |= {"dagster/uri": lake.uri(key), "preview": markdown_preview(table)}
+    return dg.MaterializeResult(metadata=metadata)

@@ -65,6 +65,12 @@ def _day_metadata(result: IngestResult) -> dict:
     }
 
 
+def _day_counts(result: IngestResult) -> dict:
+    return {"lines_read": result.lines_read, "accepted": result.events.num_rows,
+            "duplicates": result.duplicates.num_rows, "quarantined": result.quarantined_line_count,
+            "by_reason": dict(result.reason_counts)}
+
+
 def _summary_table(per_day: dict[str, IngestResult]) -> dg.MetadataValue:
     header = "| day | lines read | accepted | duplicates | quarantined |\n|---|---:|---:|---:|---:|\n"
     body = "".join(
@@ -118,7 +124,8 @@ def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake):
 
     single = len(per_day) == 1
     only = next(iter(per_day.values()))
-    shared = {"reference_fingerprint": reference.fingerprint}
+    shared = {"reference_fingerprint": reference.fingerprint, "per_day_counts": dg.MetadataValue.json(
+        {day: _day_counts(result) for day, result in per_day.items()})}
     if single:
         shared |= _day_metadata(only)
     else:

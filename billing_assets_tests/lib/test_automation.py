@@ -44,6 +44,10 @@ def requested(result) -> set[tuple[str, str]]:
             for partition in result.get_requested_partitions(key)}
 
 
+def requested_checks(result) -> set[dg.AssetCheckKey]:
+    return {r.key for r in result.results if isinstance(r.key, dg.AssetCheckKey) and r.true_subset.size}
+
+
 def tick(instance, cursor=None):
     return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor, evaluation_time=EVALUATED_AT)
 
@@ -52,6 +56,7 @@ def settled_history(instance):
     """January 2026 fully processed long ago; a first tick that requests nothing."""
     materialised(instance, "usage_events", "2026-01-05")
     materialised(instance, "metered_usage", "2026-01-05")
+    materialised(instance, "sla_report", "2026-01-05")
     for asset in ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments", "refunds", "reconciliation"):
         materialised(instance, asset, "2026-01")
     first = tick(instance)
@@ -65,9 +70,11 @@ def test_an_old_day_remetered_re_rates_reinvoices_and_reconciles_its_month_in_on
     result = tick(instance, cursor)
     month_chain = {(asset, "2026-01") for asset in ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments",
                                                    "refunds", "reconciliation")}
-    assert requested(result) == month_chain  # not the latest month (2026-10), not the other days
+    # not the latest month (2026-10), not the other days; the day's SLA report follows too
+    assert requested(result) == month_chain | {("sla_report", "2026-01-05")}
 
     # the run happens: every stage updated in order; the next tick has nothing left to do
+    materialised(instance, "sla_report", "2026-01-05")
     for asset, month in sorted(month_chain, key=lambda pair: pair[0] == "reconciliation"):
         materialised(instance, asset, month)
     assert tick(instance, result.cursor).total_requested == 0
@@ -96,3 +103,15 @@ def test_a_reference_update_alone_reprocesses_nothing(instance):
     for asset in ("meters", "plans", "customers", "contracts", "ip_allocations"):
         instance.report_runless_asset_event(dg.AssetMaterialization(asset))
     assert tick(instance, cursor).total_requested == 0
+
+
+def test_the_sla_checks_are_judged_every_hour_whatever_else_runs(instance):
+    checks = [dg.AssetCheckKey(dg.AssetKey("metered_usage"), "metered_by_deadline"),
+              dg.AssetCheckKey(dg.AssetKey("invoices"), "invoices_issued_on_time")]
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=EVALUATED_AT)
+    later_same_hour = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, cursor=first.cursor, evaluation_time=EVALUATED_AT.replace(minute=4))
+    assert requested_checks(later_same_hour) == set()
+    past_five = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, cursor=later_same_hour.cursor, evaluation_time=EVALUATED_AT.replace(minute=6))
+    assert requested_checks(past_five) == set(checks)

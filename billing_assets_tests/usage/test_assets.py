@@ -88,7 +88,7 @@ def test_single_run_backfill_covers_a_range_in_one_run(put, day_objects):
     put(reference_files() | day_objects | next_day)
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [asset for asset in defs.assets if isinstance(asset, dg.AssetsDefinition)],
+            [asset for asset in defs.assets if isinstance(asset, dg.AssetsDefinition)] + list(defs.asset_checks),
             selection=dg.AssetSelection.groups("usage", "metering"),
             instance=instance, resources={"lake": billing_lake(), "billing_policy": BillingPolicy()},
             tags={"dagster/asset_partition_range_start": DAY, "dagster/asset_partition_range_end": "2026-01-06"},
@@ -99,6 +99,13 @@ def test_single_run_backfill_covers_a_range_in_one_run(put, day_objects):
                             if e.event_specific_data.materialization.asset_key == dg.AssetKey("metered_usage"))
         assert partitions == [DAY, "2026-01-06"]
         assert len(instance.get_runs()) == 1
+        # each day's checks are recorded against that day, as a one-day run records them
+        conserved = sorted((e.partition, e.passed) for e in result.get_asset_check_evaluations()
+                           if e.check_name == "usage_lines_conserved" and e.partition)
+        assert conserved == [(DAY, True), ("2026-01-06", True)]
+        check_key = dg.AssetCheckKey(dg.AssetKey("usage_events"), "usage_lines_conserved")
+        stored = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=10)
+        assert {record.event.asset_check_evaluation.partition for record in stored if record.event} >= {DAY, "2026-01-06"}
 
 
 def lake() -> BillingLake:
