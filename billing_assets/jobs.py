@@ -2,6 +2,12 @@
 
 import dagster as dg
 
+# judged on the clock by the automation sensor, not as part of the data's own runs
+SLA_CHECKS = dg.AssetSelection.checks(
+    dg.AssetCheckKey(dg.AssetKey("metered_usage"), "metered_by_deadline"),
+    dg.AssetCheckKey(dg.AssetKey("invoices"), "invoices_issued_on_time"),
+)
+
 reference_job = dg.define_asset_job(
     "reference_job",
     selection=dg.AssetSelection.groups("reference"),
@@ -9,11 +15,11 @@ reference_job = dg.define_asset_job(
 )
 daily_usage_job = dg.define_asset_job(
     "daily_usage_job",
-    selection=dg.AssetSelection.groups("usage", "metering", "sla"),
+    selection=dg.AssetSelection.groups("usage", "metering", "sla") - SLA_CHECKS,
     description="Ingest one or more days of raw usage and meter them, with every blocking check.",
 )
 monthly_billing_job = dg.define_asset_job(
     "monthly_billing_job",
-    selection=dg.AssetSelection.groups("rating", "invoicing", "monitoring"),
+    selection=dg.AssetSelection.groups("rating", "invoicing", "monitoring") - SLA_CHECKS,
     description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage.",
 )

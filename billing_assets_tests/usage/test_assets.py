@@ -6,7 +6,6 @@ import dagster as dg
 import pyarrow as pa
 
 from billing_assets.definitions import defs
-from billing_assets.invoicing.policy import BillingPolicy
 from billing_assets.lib.lake import BillingLake
 from billing_assets.metering.checks import ties_to_events
 from billing_assets.resources import billing_lake
@@ -32,6 +31,7 @@ def test_a_day_materialises_with_every_check_passing(seeded, s3, bucket):
             "usage_events_matches_contract": True, "quarantined_events_matches_contract": True,
             "duplicate_events_matches_contract": True, "usage_lines_conserved": True,
             "metered_usage_matches_contract": True, "metered_usage_ties_to_events": True,
+            "sla_report_matches_contract": True,
         }
         assert all(evaluation.partition == DAY for evaluation in result.get_asset_check_evaluations())
         usage = metadata_of(result, "usage_events")
@@ -90,7 +90,7 @@ def test_single_run_backfill_covers_a_range_in_one_run(put, day_objects):
         result = dg.materialize(
             [asset for asset in defs.assets if isinstance(asset, dg.AssetsDefinition)] + list(defs.asset_checks),
             selection=dg.AssetSelection.groups("usage", "metering"),
-            instance=instance, resources={"lake": billing_lake(), "billing_policy": BillingPolicy()},
+            instance=instance, resources=defs.resources,
             tags={"dagster/asset_partition_range_start": DAY, "dagster/asset_partition_range_end": "2026-01-06"},
         )
         assert result.success
