@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: install demo ui test bench validate stop-s3 clean
+.PHONY: install demo ui test bench bench-backfill validate stop-s3 clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ validate: install $(DAGSTER_HOME)/dagster.yaml
 
 bench: install
 	$(BIN)/python -m billing_assets.bench $(BENCH_ARGS)
+
+bench-backfill: install
+	$(BIN)/python -m billing_assets.bench_backfill
 
 stop-s3: install
 	$(BIN)/billing stop-s3

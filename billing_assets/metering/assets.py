@@ -37,7 +37,6 @@ def metered_usage(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.Ma
         table = meter_day(date.fromisoformat(day), lake.read_table("usage_events", day), aggregation)
         key, _ = lake.write_table("metered_usage", day, table)
         uri, tables[day] = lake.uri(key), table
-        context.log.info(f"{day}: {table.num_rows} customer × meter rows")
     combined = pa.concat_tables(tables.values())
     events = int(pc.sum(combined.column("event_count")).as_py() or 0)
     metadata = {

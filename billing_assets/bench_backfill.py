@@ -1,0 +1,150 @@
+"""``make bench-backfill``: what orchestration costs on a 31-day backfill of the demo month.
+
+Lands the demo month in a fresh embedded S3 server, then measures:
+  compute   each day's work called directly, no Dagster: ingest and publish, the usage checks,
+            meter and publish, the metering checks, the SLA report and its check (the
+            reference files loaded once, as a run loads them);
+  runs      each day as its own run: the sum of their steps' compute as Dagster records it;
+  billing   ``billing run``'s path: one in-process single-run backfill of the 31 days;
+  worker    the path of a backfill launched from the UI: the same run executed by a run
+            worker, with the job's own executor.
+and prints each single-run wall time with its overhead over both compute sums (goal: ≤ 25 %).
+"""
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def per_partition_compute(days: list[str]) -> float:
+    import dagster as dg
+
+    from billing_assets.lib.checks import validate_against
+    from billing_assets.metering.aggregate import meter_day
+    from billing_assets.metering.checks import ties_to_events
+    from billing_assets.metering.schemas import MeteredUsage
+    from billing_assets.monitoring.assets import sla_rows
+    from billing_assets.monitoring.schemas import SlaReportRow
+    from billing_assets.monitoring.sla import SLA_REPORT_SCHEMA, SlaPolicy
+    from billing_assets.reference.assets import read_reference
+    from billing_assets.resources import billing_lake
+    from billing_assets.usage.assets import _write_quarantine, ingest_day
+    from billing_assets.usage.checks import conservation
+    from billing_assets.usage.schemas import DuplicateEvent, QuarantinedEvent, UsageEvent
+
+    import pyarrow as pa
+    from datetime import date
+
+    lake, sla = billing_lake(), SlaPolicy()
+    started = time.perf_counter()
+    reference = read_reference(lake)
+    aggregation = reference.meter_aggregation()
+    with dg.instance_for_test() as instance:
+        for day in days:
+            result = ingest_day(lake, day, reference)
+            for name, table in (("usage_events", result.events), ("quarantined_events", result.quarantined),
+                                ("duplicate_events", result.duplicates)):
+                lake.write_table(name, day, table)
+            _write_quarantine(lake, day, result)
+            for name, model in (("usage_events", UsageEvent), ("quarantined_events", QuarantinedEvent),
+                                ("duplicate_events", DuplicateEvent)):
+                validate_against(model, lake.read_table(name, day))
+            conservation(lake, day)
+            lake.write_table("metered_usage", day, meter_day(date.fromisoformat(day), lake.read_table("usage_events", day),
+                                                             aggregation))
+            validate_against(MeteredUsage, lake.read_table("metered_usage", day))
+            ties_to_events(lake, day)
+            lake.write_table("sla_report", day, pa.Table.from_pylist(sla_rows(lake, instance, day, sla),
+                                                                      schema=SLA_REPORT_SCHEMA))
+            validate_against(SlaReportRow, lake.read_table("sla_report", day))
+    return time.perf_counter() - started
+
+
+def billing_run_path(days: list[str]) -> float:
+    from billing_assets.cli import QUIET_LOGS, range_tags
+    from billing_assets.definitions import defs
+    import dagster as dg
+
+    with dg.instance_for_test() as instance:
+        started = time.perf_counter()
+        result = defs.resolve_job_def("daily_usage_job").execute_in_process(
+            instance=instance, run_config=QUIET_LOGS, tags=range_tags(days))
+        seconds = time.perf_counter() - started
+    assert result.success
+    return seconds
+
+
+def per_partition_runs(days: list[str]) -> tuple[float, float]:
+    """Each day as its own run: (sum of run wall times, sum of the steps' compute as Dagster records it)."""
+    import dagster as dg
+
+    from billing_assets.cli import QUIET_LOGS
+    from billing_assets.definitions import defs
+
+    job, wall, steps = defs.resolve_job_def("daily_usage_job"), 0.0, 0.0
+    with dg.instance_for_test() as instance:
+        for day in days:
+            started = time.perf_counter()
+            result = job.execute_in_process(instance=instance, run_config=QUIET_LOGS, partition_key=day)
+            wall += time.perf_counter() - started
+            steps += sum(entry.dagster_event.event_specific_data.duration_ms / 1000
+                         for entry in instance.all_logs(result.run_id)
+                         if entry.dagster_event and entry.dagster_event.event_type_value == "STEP_SUCCESS")
+    return wall, steps
+
+
+def _daily_usage_job():
+    from billing_assets.definitions import defs
+
+    return defs.resolve_job_def("daily_usage_job")
+
+
+def run_worker_path(days: list[str]) -> float:
+    import dagster as dg
+
+    from billing_assets.cli import range_tags
+
+    with dg.instance_for_test() as instance:
+        started = time.perf_counter()
+        with dg.execute_job(dg.reconstructable(_daily_usage_job), instance=instance, tags=range_tags(days)) as result:
+            seconds = time.perf_counter() - started
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return seconds
+
+
+def main() -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from billing_assets.cli import _use_embedded_s3
+    from billing_assets.demo.embedded_s3 import land, stop_server
+    from billing_assets.demo.synthetic import DEMO_MONTH, demo_month_objects, reference_objects
+
+    days = [DEMO_MONTH.replace(day=n).isoformat() for n in range(1, 32)]
+    with tempfile.TemporaryDirectory() as state:
+        os.environ["BILLING_BUCKET"] = "billing-bench-backfill"
+        _use_embedded_s3(Path(state))
+        try:
+            land(reference_objects() | demo_month_objects())
+            per_partition_compute(days)  # warm the S3 server and the imports; not counted
+            compute = min(per_partition_compute(days) for _ in range(2))
+            runs_wall, runs_steps = per_partition_runs(days)
+            billing = billing_run_path(days)
+            worker = run_worker_path(days)
+        finally:
+            stop_server(Path(state))
+    print(f"31-day backfill of {days[0][:7]} (demo month)")
+    print(f"compute, direct        : {compute:6.1f} s  each day's work called without Dagster, summed")
+    print(f"per-partition runs     : {runs_wall:6.1f} s  31 one-day runs; their steps' compute {runs_steps:.1f} s")
+    for name, seconds in (("single run (billing)", billing), ("single run (worker)", worker)):
+        print(f"{name:<23}: {seconds:6.1f} s  over per-partition step compute {100 * (seconds - runs_steps) / runs_steps:+5.1f} %,"
+              f" over direct compute {100 * (seconds - compute) / compute:+5.1f} %")
+    print(f"backfill_overhead_vs_partition_steps={(billing - runs_steps) / runs_steps:.3f} "
+          f"backfill_overhead_vs_direct_compute={(billing - compute) / compute:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
