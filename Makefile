@@ -7,10 +7,10 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo ui test bench bench-backfill validate stop-s3 clean
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements-dev.lock -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,0 +1,83 @@
+"""Throwaway servers for tests that need the real thing: PostgreSQL, Chromium, the webserver."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def postgres_bin_dir() -> Path | None:
+    """Where Debian's (or any) PostgreSQL server binaries are, if anywhere."""
+    found = shutil.which("pg_ctl")
+    if found and Path(found).resolve().with_name("initdb").exists():
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
+    return versions[0].parent if versions else None
+
+
+@dataclass(frozen=True)
+class Postgres:
+    host: str
+    port: int
+    user: str
+    db_name: str
+
+
+@contextmanager
+def throwaway_postgres():
+    """A PostgreSQL cluster in a new temporary folder on a loopback port, trusted local auth,
+    removed after. PostgreSQL refuses to run as root, so as root it runs as the ``postgres``
+    user (hence a folder directly under the system temp dir, which that user can reach)."""
+    bin_dir = postgres_bin_dir()
+    base = Path(tempfile.mkdtemp(prefix="billing-postgres-"))
+    data = base / "pgdata"
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(base, "postgres")
+    user = "dagster"
+    subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    port = free_port()
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "server.log"),
+                    "-w", "start"], check=True, capture_output=True)
+    try:
+        subprocess.run([*prefix, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, "dagster"],
+                       check=True, capture_output=True)
+        yield Postgres("127.0.0.1", port, user, "dagster")
+    finally:
+        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def chromium_and_driver() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def wait_for_http(url: str, timeout: float = 90) -> None:
+    import urllib.request
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
