@@ -15,11 +15,13 @@ import os
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 
 def per_partition_compute(days: list[str]) -> float:
     import dagster as dg
+    import pyarrow as pa
 
     from billing_assets.lib.checks import validate_against
     from billing_assets.metering.aggregate import meter_day
@@ -27,20 +29,18 @@ def per_partition_compute(days: list[str]) -> float:
     from billing_assets.metering.schemas import MeteredUsage
     from billing_assets.monitoring.assets import sla_rows
     from billing_assets.monitoring.schemas import SlaReportRow
-    from billing_assets.monitoring.sla import SLA_REPORT_SCHEMA, SlaPolicy
+    from billing_assets.monitoring.sla import SLA_REPORT_SCHEMA, SlaPolicy, invoices_issued_at
     from billing_assets.reference.assets import read_reference
     from billing_assets.resources import billing_lake
     from billing_assets.usage.assets import _write_quarantine, ingest_day
     from billing_assets.usage.checks import conservation
     from billing_assets.usage.schemas import DuplicateEvent, QuarantinedEvent, UsageEvent
 
-    import pyarrow as pa
-    from datetime import date
-
     lake, sla = billing_lake(), SlaPolicy()
     started = time.perf_counter()
     reference = read_reference(lake)
     aggregation = reference.meter_aggregation()
+    issued = invoices_issued_at(lake, days[0][:7])
     with dg.instance_for_test() as instance:
         for day in days:
             result = ingest_day(lake, day, reference)
@@ -56,16 +56,17 @@ def per_partition_compute(days: list[str]) -> float:
                                                              aggregation))
             validate_against(MeteredUsage, lake.read_table("metered_usage", day))
             ties_to_events(lake, day)
-            lake.write_table("sla_report", day, pa.Table.from_pylist(sla_rows(lake, instance, day, sla),
+            lake.write_table("sla_report", day, pa.Table.from_pylist(sla_rows(lake, instance, day, sla, issued),
                                                                       schema=SLA_REPORT_SCHEMA))
             validate_against(SlaReportRow, lake.read_table("sla_report", day))
     return time.perf_counter() - started
 
 
 def billing_run_path(days: list[str]) -> float:
+    import dagster as dg
+
     from billing_assets.cli import QUIET_LOGS, range_tags
     from billing_assets.definitions import defs
-    import dagster as dg
 
     with dg.instance_for_test() as instance:
         started = time.perf_counter()

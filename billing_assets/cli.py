@@ -245,7 +245,7 @@ def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
                   f"  {row['kind'].replace('_', ' ')} of {row['invoice_number']}")
         reconciliation = lake.read_table("reconciliation", month)
         found = breaks(reconciliation)
-        print(f"  reconciliation: " + (f"all {reconciliation.num_rows} tie-outs hold" if not found
+        print("  reconciliation: " + (f"all {reconciliation.num_rows} tie-outs hold" if not found
                                        else f"{len(found)} BREAKS: " + "; ".join(found[:3])))
     return []
 

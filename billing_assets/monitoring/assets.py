@@ -1,4 +1,6 @@
-"""The monthly reconciliation, with its blocking check."""
+"""The monthly reconciliation with its blocking check, and the daily SLA report."""
+
+from datetime import datetime
 
 import dagster as dg
 import pyarrow as pa
@@ -64,7 +66,9 @@ def reconciliation(context: dg.AssetExecutionContext, lake: BillingLake):
                               metadata={"tie_outs": tie_outs, "breaks": "\n".join(found[:50]) or "none"})
 
 
-def sla_rows(lake: BillingLake, instance: dg.DagsterInstance, day: str, sla: SlaPolicy) -> list[dict]:
+def sla_rows(lake: BillingLake, instance: dg.DagsterInstance, day: str, sla: SlaPolicy,
+             issued: datetime | None) -> list[dict]:
+    """The day's report rows; ``issued`` is when the day's month was invoiced, if it was."""
     deadline = sla.metered_deadline(day)
     objects = sorted(lake.list_objects(raw_prefix(day)), key=lambda item: item.key)
     ingested = [at for at, _ in materialised_at(instance, "usage_events", day)]
@@ -72,7 +76,6 @@ def sla_rows(lake: BillingLake, instance: dg.DagsterInstance, day: str, sla: Sla
     last_landed = max((item.last_modified for item in objects), default=None)
     complete = sorted(at for at in metered if last_landed is None or at >= last_landed)
     lateness = None if not complete else max(0, int((complete[0] - deadline).total_seconds()))
-    issued = invoices_issued_at(lake, day[:7])
     shared = {"dt": day, "deadline": deadline, "ingested_at": max(ingested, default=None),
               "metered_at": max(metered, default=None), "metered_lateness_seconds": lateness,
               "invoices_issued_at": issued}
@@ -99,9 +102,11 @@ def sla_report(context: dg.AssetExecutionContext, lake: BillingLake, sla: SlaPol
     """For each usage day: when each raw file landed, when the day was ingested and metered, how
     late against the metering deadline, and which files arrived after the month's invoices were
     issued (those reach customers as credit notes or adjustment invoices)."""
-    rows, key = [], None
+    rows, key, issued = [], None, {}
     for day in context.partition_keys:
-        day_rows = sla_rows(lake, context.instance, day, sla)
+        if day[:7] not in issued:  # one listing of a month's documents, however many of its days
+            issued[day[:7]] = invoices_issued_at(lake, day[:7])
+        day_rows = sla_rows(lake, context.instance, day, sla, issued[day[:7]])
         key, _ = lake.write_table("sla_report", day, pa.Table.from_pylist(day_rows, schema=SLA_REPORT_SCHEMA))
         rows += day_rows
     table = pa.Table.from_pylist(rows, schema=SLA_REPORT_SCHEMA)

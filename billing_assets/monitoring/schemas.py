@@ -1,9 +1,10 @@
 """Pandera contract of `sla_report`."""
 
+from typing import Annotated
+
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
-from typing import Annotated
 from pandera.typing import Series
 
 from billing_assets.usage.schemas import Int64, Text

@@ -8,7 +8,6 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
-import pytest
 
 from billing_assets.lib.lake import BillingLake
 from billing_assets.resources import billing_lake
