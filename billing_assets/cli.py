@@ -162,17 +162,19 @@ def execute_range(job, keys: list[str], dagster_instance, progress_step: str | N
             finished.set()
 
     threading.Thread(target=work, daemon=True).start()
-    shown, started = 0, time.monotonic()
+    shown, started, cursor = 0, time.monotonic(), None
     while True:
         done = finished.wait(0.5)
         if progress_step:
-            lines = [entry.user_message for entry in dagster_instance.all_logs(run_id)
-                     if entry.step_key == progress_step and entry.dagster_event is None
-                     and DATE.match(entry.user_message[:10])]
-            for line in lines[shown:]:
-                shown += 1
-                print(f"[{shown:>3}/{len(keys)}] {line}  ({time.monotonic() - started:.1f}s)", flush=True)
-        if done:
+            # only the records written since the last look: the run shares this process's GIL
+            page = dagster_instance.get_records_for_run(run_id, cursor=cursor)
+            cursor = page.cursor
+            for record in page.records:
+                entry = record.event_log_entry
+                if entry.step_key == progress_step and entry.dagster_event is None and DATE.match(entry.user_message[:10]):
+                    shown += 1
+                    print(f"[{shown:>3}/{len(keys)}] {entry.user_message}  ({time.monotonic() - started:.1f}s)", flush=True)
+        if done and not (progress_step and page.has_more):
             break
     if "error" in outcome:
         raise outcome["error"]

@@ -5,7 +5,6 @@ talks to AWS; each gets its own bucket so tests never see each other's objects.
 """
 
 import os
-import socket
 import uuid
 import warnings
 
@@ -13,6 +12,8 @@ import boto3
 import pytest
 from hypothesis import settings
 from moto.server import ThreadedMotoServer
+
+from billing_assets.demo.embedded_s3 import free_port
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=300)
 settings.register_profile("dev", deadline=None, max_examples=200)
@@ -69,9 +70,7 @@ def reference_files(**overrides: str) -> dict[str, bytes]:
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

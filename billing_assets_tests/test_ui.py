@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from billing_assets.definitions import defs
+from billing_assets.demo.embedded_s3 import free_port
 from billing_assets_tests.conftest import reference_files
-from billing_assets_tests.servers import chromium_and_driver, free_port, wait_for_http
+from billing_assets_tests.servers import chromium_and_driver, wait_for_http
 from billing_assets_tests.usage.helpers import event
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return probe.getsockname()[1]
@@ -46,7 +46,7 @@ def ensure_server(state_dir: Path) -> tuple[str, bool]:
     if endpoint:
         return endpoint, False
     state_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     log = open(state_dir / "s3.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],

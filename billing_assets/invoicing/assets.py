@@ -12,7 +12,7 @@ from billing_assets.invoicing.render import document_html
 from billing_assets.invoicing.schemas import InvoiceAdjustmentRow, InvoiceLineRow, InvoiceRow, RefundRow
 from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
-from billing_assets.lib.lake import BillingLake
+from billing_assets.lib.lake import BillingLake, StoredObject
 from billing_assets.partitions import monthly_billing_partitions
 from billing_assets.reference.assets import read_reference
 
@@ -60,13 +60,17 @@ def _issue(lake: BillingLake, invoice: Invoice) -> tuple[dict, list[dict], dict 
     return issued, corrections, new
 
 
+def issued_invoice_documents(lake: BillingLake, month: str) -> list[StoredObject]:
+    """The month's issued invoices as stored: each INV-….json written once, when it was issued."""
+    return [item for item in lake.list_objects(f"documents/{month}/")
+            if item.key.rsplit("/", 1)[1].startswith("INV-") and item.key.endswith(".json")]
+
+
 def _owing_nothing_now(lake: BillingLake, month: str, invoiced: set[str]) -> list[Invoice]:
     """Customers with an issued invoice for the month but no contract in it any more (a contract
     removed or moved retroactively): they now owe nothing, which a credit note must say."""
-    issued = [item.key for item in lake.list_objects(f"documents/{month}/")
-              if item.key.rsplit("/", 1)[1].startswith("INV-") and item.key.endswith(".json")]
     ghosts = []
-    for key in sorted(issued):
+    for key in sorted(item.key for item in issued_invoice_documents(lake, month)):
         document = json.loads(lake.get_bytes(key))
         if document["customer_id"] not in invoiced:
             ghosts.append(Invoice(document["invoice_number"], document["customer_id"], month, document["currency"], ()))

@@ -6,6 +6,8 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 from pydantic import Field
 
+from billing_assets.lib import clock
+
 DEFAULT_GRACE_HOURS = 24
 
 
@@ -16,7 +18,7 @@ class BillingPolicy(dg.ConfigurableResource):
     as_of: str | None = Field(default=None, description="ISO instant to judge issuing against (default: now).")
 
     def now(self) -> datetime:
-        return datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(timezone.utc)
+        return clock.now(self.as_of)
 
     def grace_end(self, month: str) -> datetime:
         first = date.fromisoformat(f"{month}-01")

@@ -141,6 +141,10 @@ class BillingLake(dg.ConfigurableResource):
         return {item.key.split("/")[2].removeprefix("dt=")
                 for item in self.list_objects(f"warehouse/{table_name}/dt={month}-")}
 
+    def read_month(self, table_name: str, month: str) -> dict[str, pa.Table]:
+        """The partitions a daily table has in ``month``, by day, in day order."""
+        return {day: self.read_table(table_name, day) for day in sorted(self.days_present(table_name, month))}
+
     def write_table(self, table_name: str, partition: str, table: pa.Table) -> tuple[str, int]:
         """Replace one partition of a warehouse table in a single atomic PUT; returns (key, bytes)."""
         key = self.partition_key(table_name, partition)

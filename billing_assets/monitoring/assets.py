@@ -14,7 +14,6 @@ from billing_assets.monitoring.schemas import SlaReportRow
 from billing_assets.monitoring.sla import SLA_REPORT_SCHEMA, SlaPolicy, invoices_issued_at, materialised_at
 from billing_assets.partitions import daily_usage_partitions, monthly_billing_partitions
 from billing_assets.rating.assets import metered_month
-from billing_assets.rating.rate import month_days
 from billing_assets.reference.assets import read_reference
 from billing_assets.usage.assets import raw_prefix
 from billing_assets.usage.ingest import USAGE_EVENTS_SCHEMA
@@ -23,9 +22,7 @@ RECONCILIATION_TIES = "reconciliation_ties"
 
 
 def _accepted_month(lake: BillingLake, month: str) -> pa.Table:
-    present = lake.days_present("usage_events", month)
-    tables = [lake.read_table("usage_events", day.isoformat()).select(["customer_id", "meter"])
-              for day in month_days(month) if day.isoformat() in present]
+    tables = [table.select(["customer_id", "meter"]) for table in lake.read_month("usage_events", month).values()]
     return pa.concat_tables(tables) if tables else USAGE_EVENTS_SCHEMA.empty_table().select(["customer_id", "meter"])
 
 

@@ -10,7 +10,9 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
+from billing_assets.invoicing.assets import issued_invoice_documents
 from billing_assets.invoicing.policy import BillingPolicy
+from billing_assets.lib import clock
 from billing_assets.lib.lake import BillingLake, StoredObject
 
 DEFAULT_METERED_BY_HOUR = 6
@@ -36,7 +38,7 @@ class SlaPolicy(dg.ConfigurableResource):
     as_of: str | None = Field(default=None, description="ISO instant to judge against (tests); default: now.")
 
     def now(self) -> datetime:
-        return datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(timezone.utc)
+        return clock.now(self.as_of)
 
     def metered_deadline(self, day: str) -> datetime:
         start = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc)
@@ -79,6 +81,4 @@ def judge_day(day: str, objects: list[StoredObject], metered: list[datetime], de
 
 def invoices_issued_at(lake: BillingLake, month: str) -> datetime | None:
     """When the month's first invoice document was issued (its write-once object's landing)."""
-    issued = [item.last_modified for item in lake.list_objects(f"documents/{month}/")
-              if item.key.rsplit("/", 1)[1].startswith("INV-") and item.key.endswith(".json")]
-    return min(issued) if issued else None
+    return min((item.last_modified for item in issued_invoice_documents(lake, month)), default=None)

@@ -16,11 +16,9 @@ from billing_assets.reference.assets import read_reference
 
 def metered_month(lake: BillingLake, month: str) -> tuple[pa.Table, list[str]]:
     """The month's metered rows, and the days that have no metered partition yet."""
-    present = lake.days_present("metered_usage", month)
-    days = [day.isoformat() for day in month_days(month)]
-    tables = [lake.read_table("metered_usage", day) for day in days if day in present]
-    missing = [day for day in days if day not in present]
-    return (pa.concat_tables(tables) if tables else METERED_USAGE_SCHEMA.empty_table()), missing
+    tables = lake.read_month("metered_usage", month)
+    missing = [day.isoformat() for day in month_days(month) if day.isoformat() not in tables]
+    return (pa.concat_tables(tables.values()) if tables else METERED_USAGE_SCHEMA.empty_table()), missing
 
 
 @dg.asset(

@@ -11,11 +11,12 @@ import csv
 import hashlib
 import io
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 import dagster as dg
 
 from billing_assets.jobs import daily_usage_job, monthly_billing_job, reference_job
+from billing_assets.lib import clock
 from billing_assets.lib.lake import BillingLake
 from billing_assets.reference.loading import (
     CONTRACTS_KEY,
@@ -89,8 +90,7 @@ def reference_sensor(context: dg.SensorEvaluationContext, lake: BillingLake):
     requests = [dg.RunRequest(run_key=f"reference:{fingerprint}", job_name=reference_job.name,
                               tags={"billing/trigger": "reference_sensor"})]
 
-    now = datetime.now(timezone.utc)
-    yesterday = now.date() - timedelta(days=1)
+    yesterday = clock.now().date() - timedelta(days=1)
     watched_from = (yesterday - timedelta(days=WATCHED_DAYS)).isoformat()
     ingested = {day for day in context.instance.get_materialized_partitions(dg.AssetKey("usage_events"))}
     days: set[str] = set()

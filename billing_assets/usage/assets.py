@@ -51,12 +51,10 @@ def _write_quarantine(lake: BillingLake, day: str, result: IngestResult) -> None
 
 
 def _day_metadata(result: IngestResult) -> dict:
-    return {
-        "lines_read": result.lines_read,
-        "accepted": result.events.num_rows,
-        "duplicates": result.duplicates.num_rows,
-        "quarantined": result.quarantined_line_count,
-        **{f"quarantined/{reason}": count for reason, count in result.reason_counts.items()},
+    counts = _day_counts(result)
+    by_reason = counts.pop("by_reason")
+    return counts | {
+        **{f"quarantined/{reason}": count for reason, count in by_reason.items()},
         "objects_read": result.objects_read,
         "bytes_read": result.bytes_read,
         "empty_objects": dg.MetadataValue.json(result.empty_objects),

@@ -15,12 +15,13 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
 
 from billing_assets.jobs import daily_usage_job
+from billing_assets.lib import clock
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import PARTITIONS_START
 from billing_assets.usage.assets import raw_prefix
@@ -42,7 +43,7 @@ class LandingWatch(dg.ConfigurableResource):
     as_of: str | None = Field(default=None, description="ISO instant to use as now (tests); default: the clock.")
 
     def now(self) -> datetime:
-        return datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(timezone.utc)
+        return clock.now(self.as_of)
 
     def settle(self) -> timedelta:
         seconds = self.settle_seconds if self.settle_seconds is not None else int(
