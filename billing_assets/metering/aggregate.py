@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -36,14 +37,17 @@ def meter_day(day: date, events: pa.Table, aggregation: dict[str, str]) -> pa.Ta
     totals = totals.append_column("aggregation", pa.array(
         [aggregation[name] for name in totals.column("meter").to_pylist()], pa.string()))
 
-    def meters_aggregated_by(kind: str) -> pa.Table:
+    def meters_aggregated_by(kind: str, *columns: str) -> pa.Table:
         names = pa.array([name for name, rule in aggregation.items() if rule == kind], pa.string())
-        return events.filter(pc.is_in(events.column("meter"), value_set=names))
+        picked = events.select([*_KEYS, *columns])
+        return picked.filter(pc.is_in(picked.column("meter"), value_set=names))
 
-    # latest: the event with the greatest timestamp, ties broken by the greatest event_id
-    latest_events = meters_aggregated_by("latest")
-    ordered = latest_events.sort_by(by_key + [("timestamp", "descending"), ("event_id", "descending")])
-    ordered = ordered.append_column("position", pa.array(range(ordered.num_rows), pa.int64()))
+    # latest: the event with the greatest timestamp, ties broken by the greatest event_id. The
+    # sort keys are the instant first so that strings are only compared between equal instants;
+    # the first row of each customer × meter in that order wins.
+    latest_events = meters_aggregated_by("latest", "timestamp", "event_id", "quantity")
+    ordered = latest_events.sort_by([("timestamp", "descending"), ("event_id", "descending")])
+    ordered = ordered.append_column("position", pa.array(np.arange(ordered.num_rows, dtype=np.int64)))
     winners = ordered.group_by(_KEYS).aggregate([("position", "min")]).column("position_min")
     won = ordered.take(winners)
     latest = {
@@ -53,7 +57,7 @@ def meter_day(day: date, events: pa.Table, aggregation: dict[str, str]) -> pa.Ta
             won.column("timestamp").cast(pa.int64()).to_pylist(), won.column("event_id").to_pylist(),
             won.column("quantity").to_pylist())
     }
-    unique = meters_aggregated_by("unique_count")
+    unique = meters_aggregated_by("unique_count", "unique_value")
     distinct = unique.group_by(_KEYS).aggregate([("unique_value", "distinct")])
     values_of = {
         (customer, meter): sorted(values)

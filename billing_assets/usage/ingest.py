@@ -236,7 +236,10 @@ def _timestamps(column: pa.Array, well_formed: np.ndarray) -> np.ndarray:
 def _quantities(column: pa.Array, ctx: _PartitionContext) -> tuple[pa.Array, dict[int, str]]:
     """Exact decimals for the quantity column (null where absent or invalid), and the error text
     of each invalid row. Plain decimals are cast by Arrow; any other form goes through
-    ``parse_quantity``, the rule's one definition, once per distinct text."""
+    ``parse_quantity``, the rule's one definition, once per distinct text. A decimal column was
+    converted exactly by the reader, which only keeps it so when every value is in range."""
+    if pa.types.is_decimal(column.type):
+        return column, {}
     n = len(column)
     present = _mask(pc.is_valid(column))
     other = _mask(pc.starts_with(column, OTHER_MARK))

@@ -8,6 +8,13 @@ inside a string closes that string early and leaves a bare NUMBER_MARK, which no
 accepts. Lines Arrow rejects, lines with escapes or control characters, and lines holding two
 objects are read one by one by ``parse_line``, the reference reader, which yields the same
 columns; ``billing_assets_tests`` holds the two to agreement on generated lines.
+
+The common object needs no rewriting at all: when no quantity is written as a string, Arrow
+reads ``quantity`` straight into an exact decimal(38, 9) (its JSON reader keeps number tokens
+as text and converts them without a float), so ``parse_object`` returns that column already
+parsed. Anything Arrow cannot take that way (a string-typed field given a number, a quantity
+out of range or too precise, a fractional number in ``properties``) sends the object down the
+marked path above, which keeps every token's exact text for the checks to judge.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from billing_assets.lib.money import canonical_number_text
+from billing_assets.lib.money import MAX_QUANTITY, QUANTITY_TYPE, canonical_number_text
 from billing_assets.usage.reasons import Reason
 
 SCALAR_FIELDS = ("event_id", "source", "timestamp", "meter", "customer_id", "ip", "quantity")
@@ -43,14 +50,20 @@ _NUMBER_REPLACEMENT = f':\\1"{NUMBER_MARK}\\2"\\3'
 _NEEDS_REFERENCE_READER = (
     r'(?m)^[ \t]*[^ \t\r\n{]|[\\\x00-\x08\x0b-\x1f]|[\x{E000}-\x{E002}]|[:\[,]\s*-?(?:NaN|Infinity)'
 )
+# a quantity written as a JSON string: Arrow's decimal conversion would accept forms ("+1", ".5")
+# the contract does not, so such objects keep the quantity's text (a "quantity" key inside
+# properties only costs the fast path, never correctness)
+_STRING_QUANTITY = r'"quantity"\s*:\s*"'
 _ARROW_SCHEMA = pa.schema([(name, pa.string()) for name in SCALAR_FIELDS] + [("properties", pa.struct([]))])
+_EXACT_QUANTITY_SCHEMA = _ARROW_SCHEMA.set(SCALAR_FIELDS.index("quantity"), pa.field("quantity", QUANTITY_TYPE))
 
 
-def parsed_schema(property_fields: tuple[str, ...]) -> pa.Schema:
-    """Columns every parsed line gets, whichever reader read it."""
+def parsed_schema(property_fields: tuple[str, ...], quantity_type: pa.DataType = pa.string()) -> pa.Schema:
+    """Columns every parsed line gets, whichever reader read it. ``quantity`` is text, or an exact
+    decimal when the whole object's quantities were numbers Arrow converted exactly."""
     return pa.schema(
         [("row", pa.int64())]
-        + [(name, pa.string()) for name in SCALAR_FIELDS]
+        + [(name, quantity_type if name == "quantity" else pa.string()) for name in SCALAR_FIELDS]
         + [("properties", pa.string()), ("properties_valid", pa.bool_())]
         + [(f"property:{name}", pa.string()) for name in property_fields]
         + [("ignored_fields", pa.int32()), ("parse_reason", pa.string()), ("parse_detail", pa.string())]
@@ -238,8 +251,9 @@ def _normalise_arrow_block(block: pa.Table, rows: np.ndarray, property_fields: t
     for index in sorted(range(struct_type.num_fields), key=lambda i: struct_type.field(i).name):
         child_field = struct_type.field(index)
         child = pc.struct_field(properties, [index])
-        if pa.types.is_string(child_field.type):
-            child = _canonical_numbers(child)
+        if pa.types.is_string(child_field.type) or pa.types.is_integer(child_field.type):
+            # an integer is its own canonical text; a marked number is made canonical
+            child = child.cast(pa.string()) if pa.types.is_integer(child_field.type) else _canonical_numbers(child)
             by_name[child_field.name] = child
             # names and values here hold no quote, backslash or control character (those lines
             # went to the reference reader), so wrapping them in quotes is their JSON form
@@ -266,7 +280,7 @@ def _normalise_arrow_block(block: pa.Table, rows: np.ndarray, property_fields: t
     columns["ignored_fields"] = pa.array(ignored, pa.int32())
     columns["parse_reason"] = pa.nulls(n, pa.string())
     columns["parse_detail"] = pa.nulls(n, pa.string())
-    return pa.table(columns, schema=parsed_schema(property_fields))
+    return pa.table(columns, schema=parsed_schema(property_fields, block.schema.field("quantity").type))
 
 
 def _concat_with_newlines(lines: pa.Array) -> pa.Buffer:
@@ -281,11 +295,7 @@ def _parse_block(lines: pa.Array, rows: np.ndarray, property_fields, parsed: lis
     if len(lines) == 0:
         return
     try:
-        block = pj.read_json(
-            pa.BufferReader(_concat_with_newlines(lines)),
-            read_options=pj.ReadOptions(use_threads=True, block_size=64 << 20),
-            parse_options=pj.ParseOptions(explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="infer"),
-        )
+        block = _read_json(_concat_with_newlines(lines), _ARROW_SCHEMA)
         if block.num_rows != len(lines):
             raise pa.ArrowInvalid("a line held more than one JSON value")
     except pa.ArrowInvalid:
@@ -299,28 +309,60 @@ def _parse_block(lines: pa.Array, rows: np.ndarray, property_fields, parsed: lis
     parsed.append(_normalise_arrow_block(block, rows, property_fields))
 
 
+def _read_json(data: pa.Buffer, schema: pa.Schema) -> pa.Table:
+    return pj.read_json(
+        pa.BufferReader(data),
+        read_options=pj.ReadOptions(use_threads=False, block_size=64 << 20),
+        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
+    )
+
+
+def _single_value_data(array: pa.LargeStringArray) -> pa.Buffer:
+    _, offsets, data = array.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)
+    return data[bounds[array.offset]: bounds[array.offset + 1]]
+
+
 def _parse_whole(text: pa.LargeStringArray, lines: pa.LargeStringArray, property_fields) -> pa.Table | None:
     """The common case in one pass over the object: when no line is too long or needs the
-    reference reader, mark numbers and parse the whole text at once (one regex and one reader
-    call instead of one per line). None when the object is not that simple."""
+    reference reader, parse the whole text at once (one reader call instead of one per line),
+    with exact decimal quantities if possible, else with numbers marked. None when the object
+    is not that simple."""
     if len(lines) == 0 or pc.max(pc.binary_length(lines)).as_py() > MAX_LINE_BYTES:
         return None
-    if pc.any(pc.match_substring_regex(text, _NEEDS_REFERENCE_READER)).as_py():
+    if not pc.any(pc.match_substring_regex(text, f"{_NEEDS_REFERENCE_READER}|{_STRING_QUANTITY}")).as_py():
+        exact = _parse_exact(_single_value_data(text), len(lines), property_fields)
+        if exact is not None:
+            return exact
+    elif pc.any(pc.match_substring_regex(text, _NEEDS_REFERENCE_READER)).as_py():
         return None
     marked = pc.replace_substring_regex(text, _NUMBER_MEMBER, _NUMBER_REPLACEMENT)
-    _, offsets, data = marked.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int64)
     try:
-        block = pj.read_json(
-            pa.BufferReader(data[bounds[marked.offset]: bounds[marked.offset + 1]]),
-            read_options=pj.ReadOptions(use_threads=False, block_size=64 << 20),
-            parse_options=pj.ParseOptions(explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="infer"),
-        )
+        block = _read_json(_single_value_data(marked), _ARROW_SCHEMA)
     except pa.ArrowInvalid:
         return None
     if block.num_rows != len(lines):  # a line held two values, or Arrow skipped a line we count
         return None
     return _normalise_arrow_block(block, np.arange(len(lines), dtype=np.int64), property_fields)
+
+
+def _parse_exact(data: pa.Buffer, line_count: int, property_fields) -> pa.Table | None:
+    """Unmarked text → parsed columns with ``quantity`` as an exact decimal, or None when some
+    value needs its token's text (see the module docstring)."""
+    try:
+        block = _read_json(data, _EXACT_QUANTITY_SCHEMA)
+    except pa.ArrowInvalid:
+        return None
+    if block.num_rows != line_count:
+        return None
+    properties = block.schema.field("properties").type
+    if any(pa.types.is_floating(properties.field(index).type) for index in range(properties.num_fields)):
+        return None  # Arrow read a property number through a float
+    quantity = block.column("quantity")
+    if pc.any(pc.or_(pc.less(quantity, pa.scalar(0, QUANTITY_TYPE)),
+                     pc.greater(quantity, pa.scalar(MAX_QUANTITY, QUANTITY_TYPE)))).as_py():
+        return None  # out of range: the marked path keeps the text for the quarantine detail
+    return _normalise_arrow_block(block, np.arange(line_count, dtype=np.int64), property_fields)
 
 
 def parse_object(lines: "ObjectLines", property_fields: tuple[str, ...]) -> pa.Table:
