@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -27,9 +28,31 @@ from billing_assets.usage.parsing import NUMBER_MARK, OTHER_MARK, STRING_MARK, p
 from billing_assets.usage.reasons import Reason
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
-EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-SOURCE_PATTERN = r"^[A-Za-z0-9._:-]{0,128}$"
-CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+@dataclass(frozen=True)
+class _Charset:
+    """A rule of the form ``^[characters]{min,max}$``, as one definition for the regex (the
+    pandera schemas and the per-line check) and for a byte table that clears a whole column
+    at once when every value is plainly made of allowed characters."""
+
+    characters: str
+    min_length: int
+    max_length: int
+
+    @property
+    def pattern(self) -> str:
+        return f"^[{self.characters}]{{{self.min_length},{self.max_length}}}$"
+
+    @cached_property
+    def allowed_bytes(self) -> bytes:
+        return bytes(byte for byte in range(128) if re.fullmatch(f"[{self.characters}]", chr(byte)))
+
+
+EVENT_ID = _Charset("A-Za-z0-9._:-", 1, 128)
+SOURCE = _Charset("A-Za-z0-9._:-", 0, 128)
+CUSTOMER_ID = _Charset("A-Za-z0-9_-", 1, 64)
+EVENT_ID_PATTERN, SOURCE_PATTERN, CUSTOMER_ID_PATTERN = EVENT_ID.pattern, SOURCE.pattern, CUSTOMER_ID.pattern
 RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 NAIVE_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"
 FAST_QUANTITY_PATTERN = r"^(0|[1-9][0-9]{0,15})(\.[0-9]{1,9})?$"
@@ -118,6 +141,47 @@ def _mask(array) -> np.ndarray:
 
 def _matches(column: pa.Array, pattern: str) -> np.ndarray:
     return _mask(pc.match_substring_regex(column, pattern))
+
+
+def _value_bytes(column: pa.StringArray) -> np.ndarray:
+    """The bytes of all the column's values, back to back (null values hold none in arrays
+    Arrow builds; if one did, its bytes would only make the shortcuts below decline)."""
+    _, offsets, data = column.buffers()
+    if data is None:
+        return np.zeros(0, dtype=np.uint8)
+    bounds = np.frombuffer(offsets, dtype=np.int32)
+    return np.frombuffer(data, dtype=np.uint8)[bounds[column.offset]: bounds[column.offset + len(column)]]
+
+
+def _charset_matches(column: pa.StringArray, rule: _Charset) -> np.ndarray:
+    """``_matches(column, rule.pattern)``, without running the regex when it cannot fail."""
+    if column.null_count == len(column):
+        return np.zeros(len(column), dtype=bool)
+    if not _value_bytes(column).tobytes().translate(None, rule.allowed_bytes):  # all allowed, so ASCII
+        lengths = pc.min_max(pc.binary_length(column))
+        if lengths["min"].as_py() >= rule.min_length and lengths["max"].as_py() <= rule.max_length:
+            return _mask(pc.is_valid(column))
+    return _matches(column, rule.pattern)
+
+
+def _rfc3339_matches(column: pa.StringArray) -> np.ndarray:
+    """``_matches(column, RFC3339_PATTERN)``. Producers write one timestamp layout: when every
+    value has the first one's digits and separators in the same places, the first value's
+    verdict is everyone's (the pattern only tells digits from fixed characters by position)."""
+    values = _value_bytes(column)
+    present = _mask(pc.is_valid(column))
+    count = int(present.sum())
+    lengths = pc.min_max(pc.binary_length(column))
+    width = lengths["min"].as_py()
+    if count and width and width == lengths["max"].as_py() and len(values) == count * width:
+        rows = values.reshape(count, width)
+        template = rows[0]
+        digit = (template >= ord("0")) & (template <= ord("9"))
+        if template.max() < 0x80 and re.fullmatch(RFC3339_PATTERN, template.tobytes().decode("ascii")) \
+                and ((rows[:, digit] >= ord("0")) & (rows[:, digit] <= ord("9"))).all() \
+                and (rows[:, ~digit] == template[~digit]).all():
+            return present
+    return _matches(column, RFC3339_PATTERN)
 
 
 def _typed(column: pa.Array) -> np.ndarray:
@@ -222,7 +286,9 @@ def _timestamps(column: pa.Array, well_formed: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(well_formed)
     if not len(rows):
         return result
-    texts = pc.utf8_upper(column.take(pa.array(rows)))
+    texts = column if len(rows) == len(column) else column.take(pa.array(rows))
+    if np.isin(_value_bytes(texts), (ord("t"), ord("z"))).any():  # Arrow's parser wants 'T' and 'Z'
+        texts = pc.utf8_upper(texts)
     try:
         parsed = texts.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -296,7 +362,7 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
         ip_valid[row] = facts.valid
         ip_normalised[row], ip_prefix[row], ip_customer[row] = facts.normalised, facts.prefix, facts.customer_id
 
-    well_formed = _matches(stamp, RFC3339_PATTERN)
+    well_formed = _rfc3339_matches(stamp)
     ts_ns = _timestamps(stamp, well_formed)
     deadline_ns = int((last_modified + FUTURE_TOLERANCE).timestamp() * 10**9)
     day_ordinal = (ctx.day - date(1970, 1, 1)).days
@@ -323,13 +389,13 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
         _Check(Reason.MISSING_FIELD, null["meter"], lambda row: "missing field 'meter'"),
         _Check(Reason.MISSING_FIELD, null["customer_id"] & null["ip"],
                lambda row: "missing field: neither 'customer_id' nor 'ip' is given"),
-        _Check(Reason.INVALID_FIELD, ~_matches(event_id, EVENT_ID_PATTERN),
+        _Check(Reason.INVALID_FIELD, ~_charset_matches(event_id, EVENT_ID),
                lambda row: _field_problem(row["event_id"], "event_id", "1-128 characters of [A-Za-z0-9._:-]")),
-        _Check(Reason.INVALID_FIELD, ~null["source"] & ~_matches(source, SOURCE_PATTERN),
+        _Check(Reason.INVALID_FIELD, ~null["source"] & ~_charset_matches(source, SOURCE),
                lambda row: _field_problem(row["source"], "source", "up to 128 characters of [A-Za-z0-9._:-]")),
         _Check(Reason.INVALID_FIELD, _typed(stamp), lambda row: f"timestamp must be a string, got a {_kind(row['timestamp'])}"),
         _Check(Reason.INVALID_FIELD, _typed(meter), lambda row: f"meter must be a string, got a {_kind(row['meter'])}"),
-        _Check(Reason.INVALID_FIELD, ~null["customer_id"] & ~_matches(customer, CUSTOMER_ID_PATTERN),
+        _Check(Reason.INVALID_FIELD, ~null["customer_id"] & ~_charset_matches(customer, CUSTOMER_ID),
                lambda row: _field_problem(row["customer_id"], "customer_id", "1-64 characters of [A-Za-z0-9_-]")),
         _Check(Reason.INVALID_FIELD, ~null["ip"] & _typed(ip), lambda row: f"ip must be a string, got a {_kind(row['ip'])}"),
         _Check(Reason.INVALID_FIELD, ~null["ip"] & ~ip_valid, lambda row: f"ip {_shown(row['ip'])} is not an IPv4 or IPv6 address"),
@@ -362,7 +428,8 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
     ]
     parse_failed = _mask(pc.is_valid(col["parse_reason"]))
     failed = np.vstack([parse_failed] + [check.failed for check in checks])
-    first = np.where(failed.any(axis=0), failed.argmax(axis=0), -1)
+    failing = failed.any(axis=0)
+    first = np.where(failing, failed.argmax(axis=0), -1) if failing.any() else np.full(n, -1)
     rejected = np.flatnonzero(first >= 0)
     reasons = pa.nulls(n, pa.string())
     details = pa.nulls(n, pa.string())

@@ -2,9 +2,16 @@
 input, IP attribution and exact quantities. Expected values are worked out by hand in comments."""
 
 import gzip
+import re
 from decimal import Decimal
 
-from billing_assets.usage.ingest import RawObject
+import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing_assets.usage.ingest import (
+    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _charset_matches, _rfc3339_matches,
+)
 from billing_assets_tests.usage.helpers import DAY, LANDED, event, ingest, raw, reasons
 
 
@@ -157,3 +164,29 @@ def test_bad_lines_never_stop_good_data_across_objects():
     result = ingest(raw("a.jsonl", "[]", "{", event(event_id="g1")), raw("b.jsonl.gz", event(event_id="g2"), gz=True),
                     RawObject(f"raw/usage/dt={DAY.isoformat()}/c.jsonl.gz", b"not gzip", LANDED))
     assert result.events.column("event_id").to_pylist() == ["g1", "g2"]
+
+
+# The column-wide shortcuts must give the regex's verdict on every column, whatever its values.
+_id_like = st.one_of(st.text(alphabet="abcXYZ019._:-_", max_size=130), st.text(max_size=5), st.none())
+_stamp_like = st.one_of(
+    st.sampled_from(["2026-01-05T10:00:00Z", "2026-01-05t10:00:00.123z", "2026-01-05T10:00:00+05:30", "2026-01-05 10:00:00Z",
+                     "2026-01-05T10:00:00", "2026-13-45T99:00:00Z", "٢٠٢٦-01-05T10:00:00Z", "\ue0002026"]),
+    st.text(alphabet="0123456789-T:Z+.", min_size=19, max_size=21), st.none())
+
+
+@given(st.lists(_id_like, max_size=6), st.sampled_from(["event_id", "source", "customer_id"]))
+def test_charset_shortcut_agrees_with_the_pattern(values, name):
+    rule = {"event_id": EVENT_ID, "source": SOURCE, "customer_id": CUSTOMER_ID}[name]
+    column = pa.array(values, pa.string())
+    assert _charset_matches(column, rule).tolist() == [v is not None and re.fullmatch(rule.pattern, v) is not None
+                                                       for v in values]
+
+
+@given(st.lists(_stamp_like, min_size=1, max_size=6), st.booleans())
+def test_timestamp_layout_shortcut_agrees_with_the_pattern(values, uniform):
+    if uniform:  # the shortcut's own case: one layout, digits varied
+        values = [None if v is None else "".join(str((int(c) + i) % 10) if c.isascii() and c.isdigit() else c for c in values[0] or "")
+                  for i, v in enumerate(values)]
+    column = pa.array(values, pa.string())
+    assert _rfc3339_matches(column).tolist() == [v is not None and re.fullmatch(RFC3339_PATTERN, v, re.ASCII) is not None
+                                                 for v in values]
