@@ -113,6 +113,10 @@ def read_object_lines(key: str, body: bytes) -> ObjectLines:
         lines = pc.replace_substring_regex(lines, r"\r$", "")
     numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
     blank = pc.equal(pc.binary_length(pc.ascii_trim_whitespace(lines)), 0)
+    trailing = len(lines) > 0 and blank[len(lines) - 1].as_py()  # the empty string after a final newline
+    if (pc.sum(blank).as_py() or 0) == int(trailing):  # the usual object: no other blank line
+        count = len(lines) - int(trailing)
+        return ObjectLines(key, len(body), lines=lines.slice(0, count), line_numbers=numbers[:count], text=whole)
     keep = pc.invert(blank)
     return ObjectLines(key, len(body), lines=lines.filter(keep), line_numbers=numbers[keep.to_numpy(zero_copy_only=False)],
                        text=whole)
@@ -267,9 +271,12 @@ def _normalise_arrow_block(block: pa.Table, rows: np.ndarray, property_fields: t
             pc.binary_join_element_wise(*pieces, "", null_handling="replace", null_replacement=""), 1
         )
     else:
-        body = pa.array([""] * n, pa.string())
-    present = pc.is_valid(properties)
-    columns["properties"] = pc.if_else(present, pc.binary_join_element_wise("{", body, "}", ""), pa.nulls(n, pa.string()))
+        body = pa.scalar("", pa.string())
+    if properties.null_count == n:
+        columns["properties"] = pa.nulls(n, pa.string())
+    else:
+        columns["properties"] = pc.if_else(pc.is_valid(properties), pc.binary_join_element_wise("{", body, "}", ""),
+                                           pa.nulls(n, pa.string()))
     columns["properties_valid"] = valid
     for name in property_fields:
         columns[f"property:{name}"] = by_name.get(name, pa.nulls(n, pa.string()))
