@@ -471,6 +471,9 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
     })
 
 
+_PAYLOAD_COLUMNS = ["event_id", "source", "timestamp", "meter", "customer_id", "ip_normalised", "quantity", "properties"]
+
+
 def _payload_fingerprint(table: pa.Table) -> pa.Array:
     """The normalised payload: what must be equal for a repeated event to be a plain duplicate.
     Fields before ``properties`` cannot contain the separator, so the join is unambiguous."""
@@ -513,6 +516,46 @@ def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -
     return prepared
 
 
+_DEDUPE_BUCKETS = 16
+
+
+def _first_positions(keys: pa.ChunkedArray, pool: ThreadPoolExecutor) -> np.ndarray:
+    """For each key, the position of its first occurrence. Hashing two million keys is the
+    slowest single step of a partition, so it is shared out: equal keys end in the same byte,
+    so buckets by last byte are deduplicated on their own, side by side (Arrow's hashing
+    releases the GIL)."""
+    keys = keys.cast(pa.large_string())  # a bucket's keys may outgrow 32-bit offsets
+    last = np.concatenate([_last_bytes(chunk) for chunk in keys.chunks] or [np.zeros(0, dtype=np.uint8)])
+    bucket = last % _DEDUPE_BUCKETS
+    order = np.argsort(bucket, kind="stable")  # stable: each bucket keeps the rows' order
+    bounds = np.searchsorted(bucket[order], np.arange(_DEDUPE_BUCKETS + 1))
+    groups = [order[start:end] for start, end in zip(bounds[:-1], bounds[1:]) if end > start]
+
+    def first_within(positions: np.ndarray) -> np.ndarray:
+        # dictionary codes are handed out in order of first appearance: a code is new exactly
+        # at its key's first position
+        codes = keys.take(pa.array(positions)).combine_chunks().dictionary_encode().indices.to_numpy().astype(np.int64)
+        is_new = codes > np.maximum.accumulate(np.concatenate(([-1], codes[:-1])))
+        return positions[np.flatnonzero(is_new)][codes]
+
+    first = np.empty(len(last), dtype=np.int64)
+    for positions, winners in zip(groups, pool.map(first_within, groups)):
+        first[positions] = winners
+    return first
+
+
+def _last_bytes(chunk: pa.LargeStringArray) -> np.ndarray:
+    """The last byte of every value (0 for an empty one)."""
+    _, offsets, data = chunk.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)[chunk.offset: chunk.offset + len(chunk) + 1]
+    values = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    if len(values) == 0:
+        return np.zeros(len(chunk), dtype=np.uint8)
+    last = values[np.maximum(bounds[1:] - 1, 0)]
+    last[bounds[1:] == bounds[:-1]] = 0
+    return last
+
+
 def ingest_partition(day: date, objects: Sequence[RawObject], reference: ReferenceData) -> IngestResult:
     """Apply CONTRACT.md §2–§4 to every object of one daily partition."""
     ctx = _PartitionContext.build(day, reference)
@@ -521,6 +564,11 @@ def ingest_partition(day: date, objects: Sequence[RawObject], reference: Referen
     # by side, one worker more than cores so that a fetch overlaps the others' parsing
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
         prepared = list(pool.map(lambda pair: _prepare_object(pair[0], pair[1], ctx), enumerate(ordered)))
+        return _combine(ordered, prepared, pool)
+
+
+def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: ThreadPoolExecutor) -> IngestResult:
+    """Dedupe the partition's checked lines and assemble the three tables."""
     result = IngestResult(
         events=USAGE_EVENTS_SCHEMA.empty_table(), quarantined=QUARANTINED_EVENTS_SCHEMA.empty_table(),
         duplicates=DUPLICATE_EVENTS_SCHEMA.empty_table(), quarantined_lines=[],
@@ -549,19 +597,16 @@ def ingest_partition(day: date, objects: Sequence[RawObject], reference: Referen
     keys = identity.column("event_id")
     if not pc.all(pc.equal(source, "")).as_py():  # most producers send no source: skip the join then
         keys = pc.binary_join_element_wise(source, keys, "\x1f")
-    # Rows are in (object key, line number) order and dictionary codes are handed out in order
-    # of first appearance, so a row is its key's winner exactly when its code is new.
-    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in
-                            pa.chunked_array(keys).dictionary_encode().chunks] or [np.zeros(0)]).astype(np.int64)
-    seen_before = np.maximum.accumulate(np.concatenate(([-1], codes[:-1])))
-    repeated = codes <= seen_before
-    first_of_key = candidate_rows[np.flatnonzero(~repeated)][codes]  # lines_table row of the winner
+    # rows are in (object key, line number) order, so a key's first position is its winner
+    first_position = _first_positions(pa.chunked_array(keys), pool)
+    repeated = first_position != np.arange(len(first_position))
     repeat_rows = candidate_rows[repeated]
-    winner_rows = first_of_key[repeated]
+    winner_rows = candidate_rows[first_position[repeated]]
     conflict = np.zeros(len(repeat_rows), dtype=bool)
     if len(repeat_rows):
         involved = np.union1d(repeat_rows, winner_rows)
-        fingerprint = dict(zip(involved.tolist(), _payload_fingerprint(lines_table.take(pa.array(involved))).to_pylist()))
+        fingerprint = dict(zip(involved.tolist(), _payload_fingerprint(
+            lines_table.select(_PAYLOAD_COLUMNS).take(pa.array(involved))).to_pylist()))
         conflict = np.array([fingerprint[a] != fingerprint[b] for a, b in zip(repeat_rows.tolist(), winner_rows.tolist())],
                             dtype=bool)
 
@@ -572,8 +617,12 @@ def ingest_partition(day: date, objects: Sequence[RawObject], reference: Referen
     accepted = np.zeros(len(passed), dtype=bool)
     accepted[candidate_rows[~repeated]] = True
     events = lines_table.select(["object_index"] + [name for name in USAGE_EVENTS_SCHEMA.names if name != "object_key"])
-    if not accepted.all():
-        events = events.filter(pa.array(accepted))
+    if not accepted.all():  # object by object, side by side
+        batches = events.to_batches()
+        starts = np.cumsum([0] + [batch.num_rows for batch in batches])
+        events = pa.Table.from_batches(list(pool.map(
+            lambda index: batches[index].filter(pa.array(accepted[starts[index]:starts[index + 1]])), range(len(batches)))),
+            schema=events.schema)
     # every chunk holds one object's rows (tables are concatenated per object, and filtering
     # never merges chunks), so each chunk's key is one repeated value
     object_key = pa.chunked_array([pa.repeat(object_keys[chunk[0].as_py()], len(chunk))

@@ -3,6 +3,7 @@ input, IP attribution and exact quantities. Expected values are worked out by ha
 
 import gzip
 import re
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pyarrow as pa
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing_assets.usage.ingest import (
-    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _charset_matches, _rfc3339_matches,
+    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _charset_matches, _first_positions, _rfc3339_matches,
 )
 from billing_assets_tests.usage.helpers import DAY, LANDED, event, ingest, raw, reasons
 
@@ -190,3 +191,13 @@ def test_timestamp_layout_shortcut_agrees_with_the_pattern(values, uniform):
     column = pa.array(values, pa.string())
     assert _rfc3339_matches(column).tolist() == [v is not None and re.fullmatch(RFC3339_PATTERN, v, re.ASCII) is not None
                                                  for v in values]
+
+
+@given(st.lists(st.lists(st.text(alphabet="ab\x1fé9", max_size=3), max_size=8), min_size=1, max_size=4))
+def test_first_positions_are_each_keys_first_occurrence(chunks):
+    flat = [key for chunk in chunks for key in chunk]
+    first_seen: dict[str, int] = {}
+    expected = [first_seen.setdefault(key, position) for position, key in enumerate(flat)]
+    with ThreadPoolExecutor(2) as pool:
+        got = _first_positions(pa.chunked_array([pa.array(chunk, pa.string()) for chunk in chunks], pa.string()), pool)
+    assert got.tolist() == expected
