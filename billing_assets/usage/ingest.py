@@ -185,7 +185,13 @@ def _rfc3339_matches(column: pa.StringArray) -> np.ndarray:
 
 
 def _typed(column: pa.Array) -> np.ndarray:
+    if _MARK_LEAD not in _value_bytes(column).tobytes():  # no value carries a mark: nothing to look for
+        return np.zeros(len(column), dtype=bool)
     return _mask(pc.or_(pc.starts_with(column, NUMBER_MARK), pc.starts_with(column, OTHER_MARK)))
+
+
+_MARK_LEAD = NUMBER_MARK.encode()[:2]  # the marks' shared first UTF-8 bytes
+assert OTHER_MARK.encode()[:2] == _MARK_LEAD
 
 
 def _shown(value: str | None) -> str:
@@ -352,33 +358,41 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
 
     ip_rows = np.flatnonzero(~null["ip"] & ~_typed(ip))
     ip_valid = np.zeros(n, dtype=bool)
-    ip_normalised: list[str | None] = [None] * n
-    ip_prefix: list[str | None] = [None] * n
-    ip_customer: list[str | None] = [None] * n
-    for row, text in zip(ip_rows, ip.take(pa.array(ip_rows)).to_pylist()):
-        facts = ctx.ip_cache.get(text)
-        if facts is None:
-            facts = ctx.ip_cache[text] = _ip_facts(text, ctx.allocations_by_length)
-        ip_valid[row] = facts.valid
-        ip_normalised[row], ip_prefix[row], ip_customer[row] = facts.normalised, facts.prefix, facts.customer_id
+    ip_normalised, ip_prefix, ip_customer = (pa.nulls(n, pa.string()),) * 3
+    if len(ip_rows):
+        normalised: list[str | None] = [None] * n
+        prefix: list[str | None] = [None] * n
+        owner: list[str | None] = [None] * n
+        for row, text in zip(ip_rows, ip.take(pa.array(ip_rows)).to_pylist()):
+            facts = ctx.ip_cache.get(text)
+            if facts is None:
+                facts = ctx.ip_cache[text] = _ip_facts(text, ctx.allocations_by_length)
+            ip_valid[row] = facts.valid
+            normalised[row], prefix[row], owner[row] = facts.normalised, facts.prefix, facts.customer_id
+        ip_normalised, ip_prefix, ip_customer = (pa.array(values, pa.string()) for values in (normalised, prefix, owner))
 
     well_formed = _rfc3339_matches(stamp)
     ts_ns = _timestamps(stamp, well_formed)
     deadline_ns = int((last_modified + FUTURE_TOLERANCE).timestamp() * 10**9)
     day_ordinal = (ctx.day - date(1970, 1, 1)).days
 
-    meters = pa.array(sorted(ctx.aggregation), pa.string())
-    aggregation = pc.take(pa.array([ctx.aggregation[name] for name in meters.to_pylist()], pa.string()),
-                          pc.index_in(meter, value_set=meters))
+    # each meter's rule, looked up once per meter and spread over the rows by meter index
+    meters = sorted(ctx.aggregation)
+    rules = np.array([ctx.aggregation[name] for name in meters] + [None], dtype=object)
+    meter_index = pc.index_in(meter, value_set=pa.array(meters, pa.string())).fill_null(len(meters)).to_numpy()
+    unknown_meter = meter_index == len(meters)
+
+    def aggregated_by(*kinds: str) -> np.ndarray:
+        return np.isin(rules, kinds)[meter_index]
     quantity, quantity_errors = _quantities(col["quantity"], ctx)
     quantity_error = np.zeros(n, dtype=bool)
     quantity_error[list(quantity_errors)] = True
     unique_value = pa.nulls(n, pa.string())
     for meter_name, field_name in ctx.meter_field.items():
         unique_value = pc.if_else(pc.equal(meter, meter_name), col[f"property:{field_name}"], unique_value)
-    is_unique = _mask(pc.equal(aggregation, "unique_count"))
-    needs_quantity = _mask(pc.is_in(aggregation, value_set=pa.array(QUANTITY_REQUIRED)))
-    resolved = pc.if_else(pc.is_valid(customer), customer, pa.array(ip_customer, pa.string()))
+    is_unique = aggregated_by("unique_count")
+    needs_quantity = aggregated_by(*QUANTITY_REQUIRED)
+    resolved = customer if customer.null_count == 0 else pc.if_else(pc.is_valid(customer), customer, ip_customer)
 
     def value(name):
         return lambda row: _shown(row[name])
@@ -411,7 +425,7 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
                lambda row: f"timestamp {_shown(row['timestamp'])} is on "
                            f"{(date(1970, 1, 1) + timedelta(days=int(row['ts_ns'] // _NS_PER_DAY))).isoformat()} UTC, "
                            f"not in partition {ctx.day.isoformat()}"),
-        _Check(Reason.UNKNOWN_METER, ~_mask(pc.is_valid(aggregation)),
+        _Check(Reason.UNKNOWN_METER, unknown_meter,
                lambda row: f"meter {_shown(row['meter'])} is not in {METERS_KEY}"),
         _Check(Reason.INVALID_QUANTITY, needs_quantity & ~_mask(pc.is_valid(col["quantity"])),
                lambda row: f"meter '{row['meter']}' ({ctx.aggregation[row['meter']]}) needs a quantity"),
@@ -422,7 +436,7 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
         _Check(Reason.UNKNOWN_CUSTOMER, ~null["customer_id"] & ~_mask(pc.is_in(customer, value_set=ctx.customers)),
                lambda row: f"customer_id {_shown(row['customer_id'])} is not in {CUSTOMERS_KEY}"),
         _Check(Reason.UNATTRIBUTED_IP, null["customer_id"] & ~_mask(pc.is_valid(resolved)),
-               lambda row: f"ip in {ip_prefix[row['position']]} is in no CIDR block allocated on {ctx.day.isoformat()}"),
+               lambda row: f"ip in {ip_prefix[row['position']].as_py()} is in no CIDR block allocated on {ctx.day.isoformat()}"),
         _Check(Reason.NO_ACTIVE_CONTRACT, ~_mask(pc.is_in(resolved, value_set=ctx.contracted)),
                lambda row: f"customer '{row['resolved']}' has no contract covering {ctx.day.isoformat()}"),
     ]
@@ -448,7 +462,7 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
             reason_of[position], detail_of[position] = check.reason.value, check.detail(row)
         reasons, details = pa.array(reason_of, pa.string()), pa.array(detail_of, pa.string())
 
-    count_like = _mask(pc.is_in(aggregation, value_set=pa.array(DEFAULT_ONE)))
+    count_like = aggregated_by(*DEFAULT_ONE)
     quantity = pc.if_else(pa.array(count_like & ~_mask(pc.is_valid(quantity))),
                           pa.scalar(Decimal(1), QUANTITY_TYPE), quantity)
     return pa.table({
@@ -462,8 +476,8 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
         "meter": meter,
         "customer_id": resolved,
         "attributed_by": pc.if_else(pc.is_valid(customer), "customer_id", "ip"),
-        "ip_prefix": pa.array(ip_prefix, pa.string()),
-        "ip_normalised": pa.array(ip_normalised, pa.string()),
+        "ip_prefix": ip_prefix,
+        "ip_normalised": ip_normalised,
         "quantity": quantity,
         "unique_value": unique_value,
         "properties": col["properties"],
