@@ -384,6 +384,7 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
 
     def aggregated_by(*kinds: str) -> np.ndarray:
         return np.isin(rules, kinds)[meter_index]
+
     quantity, quantity_errors = _quantities(col["quantity"], ctx)
     quantity_error = np.zeros(n, dtype=bool)
     quantity_error[list(quantity_errors)] = True
