@@ -13,18 +13,29 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from billing_assets.lib.money import MAX_QUANTITY, QUANTITY_TYPE, QuantityError, parse_quantity
+from billing_assets.lib.money import (
+    MAX_QUANTITY,
+    QUANTITY_TYPE,
+    QuantityError,
+    parse_quantity,
+)
 from billing_assets.reference.loading import CUSTOMERS_KEY, METERS_KEY, ReferenceData
-from billing_assets.usage.parsing import NUMBER_MARK, OTHER_MARK, STRING_MARK, parse_object, read_object_lines
+from billing_assets.usage.parsing import (
+    NUMBER_MARK,
+    OTHER_MARK,
+    STRING_MARK,
+    parse_object,
+    read_object_lines,
+)
 from billing_assets.usage.reasons import Reason
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -437,7 +448,8 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
         _Check(Reason.UNKNOWN_CUSTOMER, ~null["customer_id"] & ~_mask(pc.is_in(customer, value_set=ctx.customers)),
                lambda row: f"customer_id {_shown(row['customer_id'])} is not in {CUSTOMERS_KEY}"),
         _Check(Reason.UNATTRIBUTED_IP, null["customer_id"] & ~_mask(pc.is_valid(resolved)),
-               lambda row: f"ip in {ip_prefix[row['position']].as_py()} is in no CIDR block allocated on {ctx.day.isoformat()}"),
+               lambda row: f"ip in {ip_prefix[row['position']].as_py()} is in no CIDR block allocated on "
+                           f"{ctx.day.isoformat()}"),
         _Check(Reason.NO_ACTIVE_CONTRACT, ~_mask(pc.is_in(resolved, value_set=ctx.contracted)),
                lambda row: f"customer '{row['resolved']}' has no contract covering {ctx.day.isoformat()}"),
     ]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from billing_assets.usage.ingest import (
     CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _charset_matches, _first_positions, _rfc3339_matches,
 )
+from billing_assets.usage.parsing import parse_object, read_object_lines
 from billing_assets_tests.usage.helpers import DAY, LANDED, event, ingest, raw, reasons
 
 
@@ -201,3 +202,39 @@ def test_first_positions_are_each_keys_first_occurrence(chunks):
     with ThreadPoolExecutor(2) as pool:
         got = _first_positions(pa.chunked_array([pa.array(chunk, pa.string()) for chunk in chunks], pa.string()), pool)
     assert got.tolist() == expected
+
+
+def _reason_object_lines():
+    """One clean-JSON object reaching every line-level reason the exact-decimal path can meet,
+    with string quantities."""
+    return [
+        event(event_id="n1", quantity="2.5"),                                             # 1 accepted
+        event(event_id="n2", timestamp=..., quantity="1"),                                # 2 missing_field
+        event(event_id="bad id!", quantity="1"),                                          # 3 invalid_field
+        event(event_id="n4", timestamp="2026-01-05 10:00:00Z", quantity="1"),             # 4 invalid_timestamp
+        event(event_id="n5", timestamp="2026-01-06T02:06:00Z", quantity="1"),             # 5 future (landed 02:00)
+        event(event_id="n6", timestamp="2026-01-04T10:00:00Z", quantity="1"),             # 6 partition_mismatch
+        event(event_id="n7", meter="nope", quantity="1"),                                 # 7 unknown_meter
+        event(event_id="n8", meter="peak_sessions", quantity=...),                        # 8 invalid_quantity: max needs one
+        event(event_id="n9", meter="active_users", quantity=...),                         # 9 invalid_quantity: no user_id
+        event(event_id="n10", customer_id="nobody", quantity="1"),                        # 10 unknown_customer
+        event(event_id="n11", customer_id=..., ip="192.168.1.1", quantity="1"),           # 11 unattributed_ip
+        event(event_id="n12", customer_id="hooli", quantity="1"),                         # 12 no_active_contract
+        event(event_id="n1", quantity="3"),                                               # 13 duplicate_conflict
+        event(event_id="n1", quantity="2.50"),                                            # 14 duplicate of line 1
+    ]
+
+
+def test_number_quantities_take_the_exact_path_and_meet_every_reason_as_strings_do():
+    lines = _reason_object_lines()
+    strings = raw("numbers.jsonl", *lines)
+    numbers = raw("numbers.jsonl", *(re.sub(r'"quantity": "([^"]*)"', r'"quantity": \1', line) for line in lines))
+    assert b'"quantity": "' not in numbers.body
+    assert parse_object(read_object_lines(numbers.key, numbers.body), ()).schema.field("quantity").type == pa.decimal128(38, 9)
+    expected = [(2, "missing_field"), (3, "invalid_field"), (4, "invalid_timestamp"), (5, "future_timestamp"),
+                (6, "partition_mismatch"), (7, "unknown_meter"), (8, "invalid_quantity"), (9, "invalid_quantity"),
+                (10, "unknown_customer"), (11, "unattributed_ip"), (12, "no_active_contract"), (13, "duplicate_conflict")]
+    for result in (ingest(numbers), ingest(strings)):
+        assert reasons(result) == expected
+        assert [(row["event_id"], row["quantity"]) for row in result.events.to_pylist()] == [("n1", Decimal("2.5"))]
+        assert [(row["line_number"], row["first_line_number"]) for row in result.duplicates.to_pylist()] == [(14, 1)]
