@@ -194,13 +194,15 @@ def test_timestamp_layout_shortcut_agrees_with_the_pattern(values, uniform):
                                                  for v in values]
 
 
-@given(st.lists(st.lists(st.text(alphabet="ab\x1fé9", max_size=3), max_size=8), min_size=1, max_size=4))
-def test_first_positions_are_each_keys_first_occurrence(chunks):
+@given(st.lists(st.lists(st.text(alphabet="ab\x1fé9", max_size=3), max_size=8), min_size=1, max_size=4),
+       st.sampled_from([1, 2, 50_000]))
+def test_first_positions_are_each_keys_first_occurrence(chunks, keys_per_bucket):
     flat = [key for chunk in chunks for key in chunk]
     first_seen: dict[str, int] = {}
     expected = [first_seen.setdefault(key, position) for position, key in enumerate(flat)]
     with ThreadPoolExecutor(2) as pool:
-        got = _first_positions(pa.chunked_array([pa.array(chunk, pa.string()) for chunk in chunks], pa.string()), pool)
+        got = _first_positions(pa.chunked_array([pa.array(chunk, pa.string()) for chunk in chunks], pa.string()), pool,
+                               keys_per_bucket)
     assert got.tolist() == expected
 
 
