@@ -158,3 +158,17 @@ def test_numbers_keep_their_exact_text_and_type():
 def test_object_lines_of_an_object_with_blank_lines():
     lines = read_object_lines("x.jsonl", b'\n{"a":1}\n \n\t\n{"b":2}')
     assert isinstance(lines, ObjectLines) and lines.line_numbers.tolist() == [2, 5]
+
+
+@pytest.mark.parametrize(("number", "canonical"), [
+    ("5", "5"), ("-0", "0"), ("1e2", "100"),
+    ("9223372036854775807", "9223372036854775807"),  # the largest int64: Arrow's integer column
+    ("9223372036854775808", "9223372036854775808"),  # one more: Arrow would go through a float
+    ("-9223372036854775809", "-9223372036854775809"),
+    ("123456789012345678901234567890", "123456789012345678901234567890"),
+])
+def test_a_number_in_properties_keeps_its_exact_canonical_text(number, canonical):
+    body = f'{{"quantity": 1, "properties": {{"user_id": {number}}}}}\n'.encode()
+    table = parse_object(read_object_lines("x.jsonl", body), FIELDS)
+    assert table.column("property:user_id").to_pylist() == [canonical]
+    assert table.column("properties").to_pylist() == [f'{{"user_id":"{canonical}"}}']
