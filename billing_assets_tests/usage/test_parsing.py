@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from billing_assets.lib.money import parse_quantity
@@ -59,6 +59,8 @@ def _reference(batch: list[str]) -> list[dict]:
 
 
 @given(st.lists(lines(), min_size=1, max_size=25))
+@example(['{"properties":{"user_id": "2026-01-05T10:00:00Z"}}'])  # Arrow infers a timestamp
+@example(['{"properties":{"user_id": "2026-01-05"}}', '{"properties":{"user_id": "u1"}}'])
 def test_vectorised_reader_agrees_with_the_reference_reader(batch):
     batch = [line for line in batch if line.strip(" \t\r\n\x0b\x0c")]
     if not batch:
@@ -96,6 +98,25 @@ class _ExactQuantity:
 
     def __repr__(self):
         return f"number {self.value}"
+
+
+@pytest.mark.parametrize("quantity", ['1', '"1"'], ids=["number quantities", "string quantities"])
+def test_a_property_that_looks_like_a_timestamp_keeps_its_text(quantity):
+    # Arrow's reader turns a column of "2026-01-05T10:00:00Z"-like strings into timestamps (a
+    # column that also holds other text stays text); the contract wants the string as written
+    values = ["2026-01-05T10:00:00Z", "2026-01-05", "2026-01-05 10:00", None]
+    body = "".join(
+        f'{{"event_id":"e{n}","quantity":{quantity},"properties":{{'
+        + (f'"user_id":"{value}",' if value else "") + '"plan":"p"}}\n'
+        for n, value in enumerate(values))
+    for table in (parse_object(read_object_lines("x.jsonl", body.encode()), FIELDS),
+                  parse_lines(pa.array(body.splitlines(), pa.large_string()), FIELDS)):
+        assert table.column("property:user_id").to_pylist() == values
+        assert table.column("properties").to_pylist() == [
+            '{"plan":"p","user_id":"2026-01-05T10:00:00Z"}', '{"plan":"p","user_id":"2026-01-05"}',
+            '{"plan":"p","user_id":"2026-01-05 10:00"}', '{"plan":"p"}']
+        assert table.column("properties_valid").to_pylist() == [True] * 4
+        assert table.column("row").to_pylist() == [0, 1, 2, 3]
 
 
 def test_clean_lines_never_touch_the_reference_reader(monkeypatch):
