@@ -107,13 +107,16 @@ def test_todays_folder_waits_for_its_partition(put, bucket):
 
 
 def test_a_day_still_landing_waits_until_it_settles(put, bucket):
-    put({f"raw/usage/dt={day(1)}/a.jsonl": line("e1")})
+    # judged on the real clock (the object's LastModified), so the day must be closed on it:
+    # day(1) is the real today between 23:00 and midnight UTC, whose partition is not open yet
+    settling = day(2)
+    put({f"raw/usage/dt={settling}/a.jsonl": line("e1")})
     landed = datetime.now(timezone.utc)
     waiting = tick(as_of=landed, settle_seconds=30)
     assert requests(waiting) == []
-    assert day(1) not in LandingCursor.parse(waiting.cursor).fingerprints
+    assert settling not in LandingCursor.parse(waiting.cursor).fingerprints
     later = tick(waiting.cursor, as_of=landed + timedelta(seconds=31), settle_seconds=30)
-    assert [r.partition_key for r in requests(later)] == [day(1)]
+    assert [r.partition_key for r in requests(later)] == [settling]
 
 
 def test_pagination_past_a_thousand_objects(s3, bucket):
