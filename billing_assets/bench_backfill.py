@@ -25,6 +25,7 @@ from datetime import date
 from pathlib import Path
 
 PROJECT_INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "dagster.yaml"
+ROUNDS = 3
 
 
 @contextmanager
@@ -153,22 +154,32 @@ def main() -> int:
         try:
             land(reference_objects() | demo_month_objects())
             per_partition_compute(days)  # warm the S3 server and the imports; not counted
-            compute = min(per_partition_compute(days) for _ in range(2))
             runs_wall, runs_steps = per_partition_runs(days)
-            billing = billing_run_path(days)
-            billing_default_storage = billing_run_path(days, project_config=False)
-            worker = run_worker_path(days)
+            # rounds interleave the paths so a slow spell of the machine is shared out, not
+            # charged to one path; each path is judged by its best round
+            timings: dict[str, list[float]] = {"compute": [], "billing": [], "worker": [], "default": []}
+            for round_number in range(ROUNDS):
+                timings["compute"].append(per_partition_compute(days))
+                timings["billing"].append(billing_run_path(days))
+                timings["worker"].append(run_worker_path(days))
+                if round_number < 2:
+                    timings["default"].append(billing_run_path(days, project_config=False))
         finally:
             stop_server(Path(state))
-    print(f"31-day backfill of {days[0][:7]} (demo month)")
-    print(f"compute, direct        : {compute:6.1f} s  each day's work called without Dagster, summed")
+    best = {path: min(seconds) for path, seconds in timings.items()}
+    spread = {path: f"{min(seconds):.1f}–{max(seconds):.1f} s" for path, seconds in timings.items()}
+    compute = best["compute"]
+    print(f"31-day backfill of {days[0][:7]} (demo month); best of {ROUNDS} interleaved rounds (range)")
+    print(f"compute, direct        : {compute:6.1f} s  ({spread['compute']}) each day's work called without Dagster, summed")
     print(f"per-partition runs     : {runs_wall:6.1f} s  31 one-day runs; their steps' compute {runs_steps:.1f} s")
-    for name, seconds in (("single run (billing)", billing), ("single run (worker)", worker),
-                          ("billing, default sqlite", billing_default_storage)):
-        print(f"{name:<23}: {seconds:6.1f} s  over per-partition step compute {100 * (seconds - runs_steps) / runs_steps:+5.1f} %,"
-              f" over direct compute {100 * (seconds - compute) / compute:+5.1f} %")
-    print(f"backfill_overhead_vs_partition_steps={(billing - runs_steps) / runs_steps:.3f} "
-          f"backfill_overhead_vs_direct_compute={(billing - compute) / compute:.3f}")
+    for name, path in (("single run (billing)", "billing"), ("single run (worker)", "worker"),
+                       ("billing, default sqlite", "default")):
+        seconds = best[path]
+        over_steps, over_direct = (seconds - runs_steps) / runs_steps, (seconds - compute) / compute
+        print(f"{name:<23}: {seconds:6.1f} s  ({spread[path]}) over per-partition step compute "
+              f"{100 * over_steps:+5.1f} %, over direct compute {100 * over_direct:+5.1f} %")
+    print(f"backfill_overhead_vs_partition_steps={(best['billing'] - runs_steps) / runs_steps:.3f} "
+          f"backfill_overhead_vs_direct_compute={(best['billing'] - compute) / compute:.3f}")
     return 0
 
 
