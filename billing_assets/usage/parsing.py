@@ -15,8 +15,8 @@ as text and converts them without a float), so ``parse_object`` returns that col
 parsed. Anything Arrow cannot take that way (a string-typed field given a number, a quantity
 out of range or too precise, a fractional number in ``properties``) sends the object down the
 marked path above, which keeps every token's exact text for the checks to judge. A property
-string Arrow reads as a timestamp (it infers one from ISO-8601 text) sends its line to the
-reference reader, so the property keeps its text.
+Arrow reads as a timestamp (it infers one from ISO-8601 text) is declared as text and the
+object read again, so it keeps its text.
 """
 
 from __future__ import annotations
@@ -315,29 +315,22 @@ def _parse_block(lines: pa.Array, rows: np.ndarray, property_fields, parsed: lis
         _parse_block(lines.slice(0, half), rows[:half], property_fields, parsed, fallback)
         _parse_block(lines.slice(half), rows[half:], property_fields, parsed, fallback)
         return
-    stamped = _property_timestamps(block)
-    if stamped is not None:
-        fallback.append(rows[stamped])
-        block, rows = block.filter(pa.array(~stamped)), rows[~stamped]
     parsed.append(_normalise_arrow_block(block, rows, property_fields))
 
 
-def _property_timestamps(block: pa.Table) -> np.ndarray | None:
-    """Rows with a property string Arrow's reader turned into a timestamp, as a mask, or None.
-
-    The reader infers a timestamp from ISO-8601-looking text in an inferred column
-    (``"2026-01-05T10:00:00Z"``, ``"2026-01-05"``) and the text is gone; such rows go to the
-    reference reader, which keeps it."""
-    properties = block.column("properties").combine_chunks()
-    mask = None
-    for index, field in enumerate(properties.type):
-        if pa.types.is_timestamp(field.type):
-            present = pc.is_valid(pc.struct_field(properties, [index]))
-            mask = present if mask is None else pc.or_(mask, present)
-    return None if mask is None else mask.to_numpy(zero_copy_only=False)
-
-
 def _read_json(data: pa.Buffer, schema: pa.Schema) -> pa.Table:
+    block = _read_json_once(data, schema)
+    while stamped := [field.name for field in block.schema.field("properties").type if pa.types.is_timestamp(field.type)]:
+        # Arrow infers a timestamp from ISO-8601-looking text ("2026-01-05T10:00:00Z",
+        # "2026-01-05") and the text is gone: declare those properties as text and read again
+        # (each round declares at least one more name, so this ends)
+        declared = list(schema.field("properties").type) + [pa.field(name, pa.string()) for name in stamped]
+        schema = schema.set(schema.get_field_index("properties"), pa.field("properties", pa.struct(declared)))
+        block = _read_json_once(data, schema)
+    return block
+
+
+def _read_json_once(data: pa.Buffer, schema: pa.Schema) -> pa.Table:
     return pj.read_json(
         pa.BufferReader(data),
         read_options=pj.ReadOptions(use_threads=False, block_size=64 << 20),
@@ -371,8 +364,6 @@ def _parse_whole(text: pa.LargeStringArray, lines: pa.LargeStringArray, property
         return None
     if block.num_rows != len(lines):  # a line held two values, or Arrow skipped a line we count
         return None
-    if _property_timestamps(block) is not None:
-        return None
     return _normalise_arrow_block(block, np.arange(len(lines), dtype=np.int64), property_fields)
 
 
@@ -388,8 +379,6 @@ def _parse_exact(data: pa.Buffer, line_count: int, property_fields) -> pa.Table 
     properties = block.schema.field("properties").type
     if any(pa.types.is_floating(properties.field(index).type) for index in range(properties.num_fields)):
         return None  # Arrow read a property number through a float
-    if _property_timestamps(block) is not None:
-        return None
     quantity = block.column("quantity")
     if pc.any(pc.or_(pc.less(quantity, pa.scalar(0, QUANTITY_TYPE)),
                      pc.greater(quantity, pa.scalar(MAX_QUANTITY, QUANTITY_TYPE)))).as_py():

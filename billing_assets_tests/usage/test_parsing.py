@@ -101,22 +101,27 @@ class _ExactQuantity:
 
 
 @pytest.mark.parametrize("quantity", ['1', '"1"'], ids=["number quantities", "string quantities"])
-def test_a_property_that_looks_like_a_timestamp_keeps_its_text(quantity):
+@pytest.mark.parametrize("with_a_number", [False, True], ids=["only text", "and a number"])
+def test_a_property_that_looks_like_a_timestamp_keeps_its_text(quantity, with_a_number, monkeypatch):
     # Arrow's reader turns a column of "2026-01-05T10:00:00Z"-like strings into timestamps (a
     # column that also holds other text stays text); the contract wants the string as written
-    values = ["2026-01-05T10:00:00Z", "2026-01-05", "2026-01-05 10:00", None]
+    values = ["2026-01-05T10:00:00Z", "2026-01-05", "2026-01-05 10:00", None] + ([42] if with_a_number else [])
     body = "".join(
         f'{{"event_id":"e{n}","quantity":{quantity},"properties":{{'
-        + (f'"user_id":"{value}",' if value else "") + '"plan":"p"}}\n'
+        + ("" if value is None else f'"user_id":{json.dumps(value)},') + '"plan":"p"}}\n'
         for n, value in enumerate(values))
+    expected = ["2026-01-05T10:00:00Z", "2026-01-05", "2026-01-05 10:00", None, "42"][:len(values)]
+    reference_reads = []
+    monkeypatch.setattr(parsing, "parse_line", lambda *args: reference_reads.append(args) or {})
     for table in (parse_object(read_object_lines("x.jsonl", body.encode()), FIELDS),
                   parse_lines(pa.array(body.splitlines(), pa.large_string()), FIELDS)):
-        assert table.column("property:user_id").to_pylist() == values
+        assert table.column("property:user_id").to_pylist() == expected
         assert table.column("properties").to_pylist() == [
             '{"plan":"p","user_id":"2026-01-05T10:00:00Z"}', '{"plan":"p","user_id":"2026-01-05"}',
-            '{"plan":"p","user_id":"2026-01-05 10:00"}', '{"plan":"p"}']
-        assert table.column("properties_valid").to_pylist() == [True] * 4
-        assert table.column("row").to_pylist() == [0, 1, 2, 3]
+            '{"plan":"p","user_id":"2026-01-05 10:00"}', '{"plan":"p"}', '{"plan":"p","user_id":"42"}'][:len(values)]
+        assert table.column("properties_valid").to_pylist() == [True] * len(values)
+        assert table.column("row").to_pylist() == list(range(len(values)))
+    assert reference_reads == []  # declared as text and read again by Arrow, not line by line
 
 
 def test_clean_lines_never_touch_the_reference_reader(monkeypatch):
