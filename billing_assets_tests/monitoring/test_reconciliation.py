@@ -49,3 +49,37 @@ def test_a_tampered_rating_breaks_and_is_named(billed_month, put):
     assert not check.passed
     assert ("metered period quantity = rated quantity: customer globex, meter egress_gb, contract c-globex: "
             "expected 1020.000000000, found 1000.000000000 (difference -20.000000000)") in check.metadata["breaks"].value
+
+
+def test_a_range_run_records_each_months_reconciliation_against_that_month(put):
+    # January clean; February's rating loses 5 GB of its 7: a run over both names February only
+    put(reference_files() | day_file("2026-01-05", usage("j1", "3"))
+        | day_file("2026-02-05", usage("f1", "7", day="2026-02-05")))
+    lake = billing_lake()
+    from billing_assets.definitions import defs
+    from billing_assets_tests.usage.conftest import QUIET
+    with dg.instance_for_test() as instance:
+        run(instance, "daily_usage_job", "2026-01-05")
+        run(instance, "daily_usage_job", "2026-02-05")
+        run(instance, "monthly_billing_job", "2026-01")
+        run(instance, "monthly_billing_job", "2026-02", as_of="2026-03-02T00:00:00+00:00")
+        rated = lake.read_table("rated_charges", "2026-02")
+        tampered = [row | {"quantity": row["quantity"] - 5} if row["meter"] == "egress_gb" else row
+                    for row in rated.to_pylist()]
+        lake.write_table("rated_charges", "2026-02", pa.Table.from_pylist(tampered, schema=rated.schema))
+        result = defs.resolve_job_def("monthly_billing_job").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET, asset_selection=[dg.AssetKey("reconciliation")],
+            tags={"dagster/asset_partition_range_start": "2026-01", "dagster/asset_partition_range_end": "2026-02"})
+        evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == "reconciliation_ties"]
+        per_month = {e.partition: e.passed for e in evaluations if e.partition}
+        assert per_month == {"2026-01": True, "2026-02": False}
+        [overall] = [e for e in evaluations if not e.partition]
+        assert not overall.passed and overall.metadata["failed_months"].value == "2026-02"
+        [february] = [e for e in evaluations if e.partition == "2026-02"]
+        assert ("metered period quantity = rated quantity: customer globex, meter egress_gb, contract c-globex: "
+                "expected 7.000000000, found 2.000000000 (difference -5.000000000)") in february.metadata["breaks"].value
+        check_key = dg.AssetCheckKey(dg.AssetKey("reconciliation"), "reconciliation_ties")
+        stored = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=10)
+        recorded = {(evaluation.partition, evaluation.passed) for evaluation in
+                    (record.event.asset_check_evaluation for record in stored if record.event) if evaluation}
+        assert recorded >= {("2026-01", True), ("2026-02", False)}
