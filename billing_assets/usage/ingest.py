@@ -35,6 +35,7 @@ from billing_assets.usage.parsing import (
     STRING_MARK,
     parse_object,
     read_object_lines,
+    value_data,
 )
 from billing_assets.usage.reasons import Reason
 
@@ -157,11 +158,7 @@ def _matches(column: pa.Array, pattern: str) -> np.ndarray:
 def _value_bytes(column: pa.StringArray) -> np.ndarray:
     """The bytes of all the column's values, back to back (null values hold none in arrays
     Arrow builds; if one did, its bytes would only make the shortcuts below decline)."""
-    _, offsets, data = column.buffers()
-    if data is None:
-        return np.zeros(0, dtype=np.uint8)
-    bounds = np.frombuffer(offsets, dtype=np.int32)
-    return np.frombuffer(data, dtype=np.uint8)[bounds[column.offset]: bounds[column.offset + len(column)]]
+    return np.frombuffer(value_data(column), dtype=np.uint8)
 
 
 def _charset_matches(column: pa.StringArray, rule: _Charset) -> np.ndarray:

@@ -292,11 +292,19 @@ def _normalise_arrow_block(block: pa.Table, rows: np.ndarray, property_fields: t
     return pa.table(columns, schema=parsed_schema(property_fields, block.schema.field("quantity").type))
 
 
+def value_data(array: pa.Array) -> pa.Buffer:
+    """The bytes of a string array's values, back to back, without copying them (the array's
+    offset honoured; an empty or all-null array has none)."""
+    _, offsets, data = array.buffers()
+    if data is None or len(array) == 0:
+        return pa.py_buffer(b"")
+    bounds = np.frombuffer(offsets, dtype=np.int64 if pa.types.is_large_string(array.type) else np.int32)
+    return data[bounds[array.offset]: bounds[array.offset + len(array)]]
+
+
 def _concat_with_newlines(lines: pa.Array) -> pa.Buffer:
-    joined = pc.binary_join_element_wise(lines, pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string()))
-    _, offsets, data = joined.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int64)
-    return data[bounds[joined.offset]: bounds[joined.offset + len(joined)]]
+    return value_data(pc.binary_join_element_wise(lines, pa.scalar("", pa.large_string()),
+                                                  pa.scalar("\n", pa.large_string())))
 
 
 def _parse_block(lines: pa.Array, rows: np.ndarray, property_fields, parsed: list, fallback: list) -> None:
@@ -338,12 +346,6 @@ def _read_json_once(data: pa.Buffer, schema: pa.Schema) -> pa.Table:
     )
 
 
-def _single_value_data(array: pa.LargeStringArray) -> pa.Buffer:
-    _, offsets, data = array.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int64)
-    return data[bounds[array.offset]: bounds[array.offset + 1]]
-
-
 def _parse_whole(text: pa.LargeStringArray, lines: pa.LargeStringArray, property_fields) -> pa.Table | None:
     """The common case in one pass over the object: when no line is too long or needs the
     reference reader, parse the whole text at once (one reader call instead of one per line),
@@ -352,14 +354,14 @@ def _parse_whole(text: pa.LargeStringArray, lines: pa.LargeStringArray, property
     if len(lines) == 0 or pc.max(pc.binary_length(lines)).as_py() > MAX_LINE_BYTES:
         return None
     if not pc.any(pc.match_substring_regex(text, f"{_NEEDS_REFERENCE_READER}|{_STRING_QUANTITY}")).as_py():
-        exact = _parse_exact(_single_value_data(text), len(lines), property_fields)
+        exact = _parse_exact(value_data(text), len(lines), property_fields)
         if exact is not None:
             return exact
     elif pc.any(pc.match_substring_regex(text, _NEEDS_REFERENCE_READER)).as_py():
         return None
     marked = pc.replace_substring_regex(text, _NUMBER_MEMBER, _NUMBER_REPLACEMENT)
     try:
-        block = _read_json(_single_value_data(marked), _ARROW_SCHEMA)
+        block = _read_json(value_data(marked), _ARROW_SCHEMA)
     except pa.ArrowInvalid:
         return None
     if block.num_rows != len(lines):  # a line held two values, or Arrow skipped a line we count

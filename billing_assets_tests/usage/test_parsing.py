@@ -198,3 +198,13 @@ def test_a_number_in_properties_keeps_its_exact_canonical_text(number, canonical
     table = parse_object(read_object_lines("x.jsonl", body), FIELDS)
     assert table.column("property:user_id").to_pylist() == [canonical]
     assert table.column("properties").to_pylist() == [f'{{"user_id":"{canonical}"}}']
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_value_data_is_the_values_bytes_of_a_slice(kind):
+    array = pa.array(["ab", None, "cde", "", "f"], kind)
+    assert parsing.value_data(array).to_pybytes() == b"abcdef"
+    assert parsing.value_data(array.slice(2, 2)).to_pybytes() == b"cde"
+    assert parsing.value_data(array.slice(1, 1)).to_pybytes() == b""
+    assert parsing.value_data(pa.array([None, None], kind)).to_pybytes() == b""
+    assert parsing.value_data(array.slice(5)).to_pybytes() == b""
