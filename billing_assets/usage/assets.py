@@ -2,6 +2,7 @@
 
 
 import gzip
+import hashlib
 import json
 from datetime import date
 
@@ -16,6 +17,7 @@ from billing_assets.usage.ingest import IngestResult, RawObject, ingest_partitio
 from billing_assets.usage.schemas import DuplicateEvent, QuarantinedEvent, UsageEvent
 
 USAGE_TABLES = ("usage_events", "quarantined_events", "duplicate_events")
+RAW_FINGERPRINTS = "raw_fingerprints"  # materialisation metadata: day → fingerprint of the objects read
 
 
 def raw_prefix(day: str) -> str:
@@ -28,8 +30,16 @@ def quarantine_prefix(day: str) -> str:
 
 def load_raw_objects(lake: BillingLake, day: str) -> list[RawObject]:
     """The day's raw objects, each read from S3 only when ingest reaches it."""
-    return [RawObject(item.key, None, item.last_modified, fetch=lambda key=item.key: lake.get_bytes(key))
+    return [RawObject(item.key, None, item.last_modified, fetch=lambda key=item.key: lake.get_bytes(key), etag=item.etag)
             for item in sorted(lake.list_objects(raw_prefix(day)), key=lambda item: item.key)]
+
+
+def day_fingerprint(objects) -> str:
+    """Keys and ETags of a day's objects: a new, replaced or deleted object changes it."""
+    digest = hashlib.sha256()
+    for item in sorted(objects, key=lambda item: item.key):
+        digest.update(f"{item.key}\0{item.etag}\n".encode())
+    return digest.hexdigest()[:20]
 
 
 def ingest_day(lake: BillingLake, day: str, reference: ReferenceData) -> IngestResult:
@@ -105,9 +115,12 @@ def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake):
     tables and the quarantine. Re-running a day replaces its partitions with identical content."""
     reference = read_reference(lake)
     per_day: dict[str, IngestResult] = {}
+    fingerprints: dict[str, str] = {}
     uris: dict[str, str] = {}
     for day in context.partition_keys:
-        result = ingest_day(lake, day, reference)
+        objects = load_raw_objects(lake, day)
+        fingerprints[day] = day_fingerprint(objects)
+        result = ingest_partition(date.fromisoformat(day), objects, reference)
         for table_name, table in (("usage_events", result.events), ("quarantined_events", result.quarantined),
                                   ("duplicate_events", result.duplicates)):
             key, _ = lake.write_table(table_name, day, table)
@@ -123,7 +136,9 @@ def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake):
     single = len(per_day) == 1
     only = next(iter(per_day.values()))
     shared = {"reference_fingerprint": reference.fingerprint, "per_day_counts": dg.MetadataValue.json(
-        {day: _day_counts(result) for day, result in per_day.items()})}
+        {day: _day_counts(result) for day, result in per_day.items()}),
+        # what each day's run read, so the raw-usage sensor need not ingest the same objects again
+        RAW_FINGERPRINTS: dg.MetadataValue.json(fingerprints)}
     if single:
         shared |= _day_metadata(only)
     else:

@@ -112,6 +112,7 @@ class RawObject:
     body: bytes | None
     last_modified: datetime
     fetch: Callable[[], bytes] | None = None
+    etag: str = ""  # as listed: what tells a replaced object from the one ingested
 
     def read(self) -> bytes:
         return self.body if self.body is not None else self.fetch()

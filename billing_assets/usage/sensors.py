@@ -2,7 +2,8 @@
 
 A day is re-ingested whole (contract §1: a new object under an old ``dt=`` is late data), so
 the sensor's unit is the day, fingerprinted by its objects' keys and ETags: a burst of files
-is one fingerprint, hence one run, and listing the same objects again requests nothing.
+is one fingerprint, hence one run, and listing the same objects again requests nothing. A day
+whose latest ingest (``billing run``, a backfill) read exactly these objects needs no run either.
 
 Listing cost is bounded: each tick lists the day folders once (one request per 1,000 days),
 every object of the most recent days, a rotating slice of the older days within the lookback,
@@ -24,7 +25,7 @@ from billing_assets.jobs import daily_usage_job
 from billing_assets.lib import clock
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import PARTITIONS_START
-from billing_assets.usage.assets import raw_prefix
+from billing_assets.usage.assets import RAW_FINGERPRINTS, day_fingerprint, raw_prefix
 
 RAW_ROOT = "raw/usage/"
 DAY_FOLDER = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})/$")
@@ -72,12 +73,15 @@ class LandingCursor:
                            "reported": self.reported}, separators=(",", ":"))
 
 
-def day_fingerprint(objects) -> str:
-    """Keys and ETags of a day's objects: a new, replaced or deleted object changes it."""
-    digest = hashlib.sha256()
-    for item in sorted(objects, key=lambda item: item.key):
-        digest.update(f"{item.key}\0{item.etag}\n".encode())
-    return digest.hexdigest()[:20]
+def ingested_by(instance: dg.DagsterInstance, day: str, fingerprint: str) -> str | None:
+    """The run whose ingest of ``day`` (the latest one) read exactly the objects ``fingerprint``
+    names, if it did: a day ingested by ``billing run`` or a backfill needs no run of its own."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("usage_events"), asset_partitions=[day]), limit=1).records
+    if not records:
+        return None
+    read = records[0].asset_materialization.metadata.get(RAW_FINGERPRINTS)
+    return records[0].run_id if read is not None and read.value.get(day) == fingerprint else None
 
 
 def classify_folders(folders: list[str], loose_keys: list[str], today: date) -> tuple[list[str], list[str]]:
@@ -147,6 +151,10 @@ def raw_usage_sensor(context: dg.SensorEvaluationContext, lake: BillingLake, lan
             settling.append(day)
             continue
         cursor.fingerprints[day] = fingerprint
+        run_id = ingested_by(context.instance, day, fingerprint)
+        if run_id:
+            context.log.info(f"{day}: {len(objects)} object(s) already ingested as they are (run {run_id[:8]})")
+            continue
         requests.append(dg.RunRequest(run_key=f"raw-usage:{day}:{fingerprint}", partition_key=day,
                                       tags={"billing/trigger": "raw_usage_sensor", "billing/objects": str(len(objects))}))
         context.log.info(f"{day}: {len(objects)} object(s), fingerprint {fingerprint} → run requested")

@@ -12,6 +12,8 @@ import dagster as dg
 from billing_assets.lib.lake import BillingLake
 from billing_assets.resources import billing_lake
 from billing_assets.usage.sensors import LandingCursor, LandingWatch, raw_usage_sensor
+from billing_assets_tests.conftest import reference_files
+from billing_assets_tests.usage.conftest import QUIET
 
 NOW = datetime.now(timezone.utc) + timedelta(hours=1)
 TODAY = NOW.date()
@@ -21,8 +23,8 @@ def day(offset: int) -> str:
     return (TODAY - timedelta(days=offset)).isoformat()
 
 
-def tick(cursor: str | None = None, *, as_of: datetime = NOW, settle_seconds: int = 0, **watch):
-    with dg.build_sensor_context(cursor=cursor, resources={
+def tick(cursor: str | None = None, *, as_of: datetime = NOW, settle_seconds: int = 0, instance=None, **watch):
+    with dg.build_sensor_context(cursor=cursor, instance=instance or dg.DagsterInstance.ephemeral(), resources={
             "lake": billing_lake(),
             "landing_watch": LandingWatch(as_of=as_of.isoformat(), settle_seconds=settle_seconds, **watch)}) as context:
         return raw_usage_sensor(context)
@@ -153,3 +155,33 @@ def test_days_beyond_the_lookback_are_not_relisted(put, bucket, monkeypatch):
     monkeypatch.setattr(BillingLake, "list_objects", lambda self, prefix: listed.append(prefix) or original(self, prefix))
     assert requests(tick(cursor)) == []
     assert listed == []
+
+
+def test_a_day_already_ingested_from_the_same_objects_requests_no_run(put, bucket):
+    # `billing run` (or a backfill) ingested the day before the sensor ever saw it: the UI
+    # starting afterwards must not ingest it again; a changed object still requests a run.
+    # day(2): the run needs a partition open on the real clock (day(1) is not, 23:00-24:00 UTC)
+    from billing_assets.definitions import defs
+
+    put(reference_files() | {f"raw/usage/dt={day(2)}/a.jsonl": line("e1"), f"raw/usage/dt={day(2)}/b.jsonl": line("e2")})
+    with dg.instance_for_test() as instance:
+        ingest = defs.resolve_job_def("daily_usage_job").execute_in_process(
+            partition_key=day(2), instance=instance, run_config=QUIET)
+        assert ingest.success
+        first = tick(instance=instance)
+        assert requests(first) == []
+        assert day(2) in LandingCursor.parse(first.cursor).fingerprints
+        put({f"raw/usage/dt={day(2)}/b.jsonl": line("e2") + line("e3")})  # replaced: a new ETag
+        second = tick(first.cursor, instance=instance)
+        assert [r.partition_key for r in requests(second)] == [day(2)]
+
+
+def test_a_day_ingested_before_a_late_file_landed_is_ingested_again(put, bucket):
+    from billing_assets.definitions import defs
+
+    put(reference_files() | {f"raw/usage/dt={day(2)}/a.jsonl": line("e1")})
+    with dg.instance_for_test() as instance:
+        assert defs.resolve_job_def("daily_usage_job").execute_in_process(
+            partition_key=day(2), instance=instance, run_config=QUIET).success
+        put({f"raw/usage/dt={day(2)}/late.jsonl": line("e2")})
+        assert [r.partition_key for r in requests(tick(instance=instance))] == [day(2)]
