@@ -5,7 +5,7 @@ throws it away after (``NullPool``). Building an engine and its first connection
 milliseconds, and each event a run records takes two or three transactions (its run's shard, the
 cross-run index, the asset-check table). A single-run backfill of a month records about 610
 events (planned and actual materialisations, check results for each day): that cost 5.4 s of a
-13–14 s run, 1.7 s with engines kept (``make bench-backfill``).
+13–14 s run, 1.7–2.3 s with engines kept (``make bench-backfill``).
 
 Same files, same tables, same layout as the default ``storage: sqlite`` under ``$DAGSTER_HOME``,
 so an instance can switch either way. Only the engines differ: one per shard, kept for the
