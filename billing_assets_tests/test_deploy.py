@@ -53,7 +53,10 @@ def test_production_instance_config_validates_with_each_run_launcher(tmp_path, m
         monkeypatch.setenv(name, value)
     home = production_config(tmp_path, launcher)
     config, _ = dagster_instance_config(str(home))
-    assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    storage = config["storage"]["custom"]
+    assert storage["class"] == "PooledPostgresStorage"
+    assert storage["config"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    validate_class_config(storage)
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["concurrency"]["runs"]["max_concurrent_runs"] == 4
     assert config["compute_logs"]["class"] == "S3ComputeLogManager"
@@ -98,6 +101,9 @@ def test_a_postgres_backed_instance_records_a_real_run_and_its_materialisations(
 
         with dg.DagsterInstance.from_config(str(home)) as instance:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+            # each storage keeps one pooled connection rather than one per transaction
+            for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
+                assert storage._engine.pool.size() == 1
             result = defs.resolve_job_def("daily_usage_job").execute_in_process(
                 instance=instance, partition_key=day, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
             assert result.success

@@ -1,5 +1,6 @@
-"""The local instance's storage: Dagster's sqlite storage with the event log's engines kept open.
+"""The instances' storage: Dagster's own, with connections kept open between transactions.
 
+Local instance (``dagster.yaml``): ``LocalSqliteStorage``.
 Dagster's ``SqliteEventLogStorage`` builds a new SQLAlchemy engine for every transaction and
 throws it away after (``NullPool``). Building an engine and its first connection costs a few
 milliseconds, and each event a run records takes two or three transactions (its run's shard, the
@@ -11,6 +12,13 @@ Same files, same tables, same layout as the default ``storage: sqlite`` under ``
 so an instance can switch either way. Only the engines differ: one per shard, kept for the
 ``open_shards`` most recently used shards of this process and disposed beyond that, so a
 long-lived daemon or webserver holds a bounded number of open files.
+
+Production instance (``deploy/dagster.yaml``): ``PooledPostgresStorage``. dagster-postgres opens
+a new connection for every transaction (``NullPool``) except in the webserver, which gives each
+storage a pool of one connection. Here every process does, as the webserver does but without its
+statement timeout: the demo month's single-run backfill on a local PostgreSQL took 13.2 s
+instead of 19.8–22.1 s (direct compute 8.6 s). Each process then keeps up to three idle
+connections (runs, events, schedules).
 """
 
 import os
@@ -26,9 +34,15 @@ from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
+from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 from sqlalchemy.engine import Connection, Engine
 
 DEFAULT_OPEN_SHARDS = 16
+# dagster-webserver's own defaults for its pooled storage
+POOL_RECYCLE_SECONDS = 3600
+POOL_MAX_OVERFLOW = 20
+NO_STATEMENT_TIMEOUT = 0
 
 
 class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
@@ -129,3 +143,23 @@ class LocalSqliteStorage(DagsterSqliteStorage):
                    open_shards: int = DEFAULT_OPEN_SHARDS):
         os.makedirs(base_dir, exist_ok=True)
         return cls(base_dir, inst_data=inst_data, open_shards=open_shards)
+
+
+class PooledPostgresStorage(DagsterPostgresStorage):
+    """dagster-postgres' storage (same config, same tables) whose run, event-log and schedule
+    storages each keep a pooled connection, as dagster-webserver sets them up for itself."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
+            storage.optimize_for_webserver(statement_timeout=NO_STATEMENT_TIMEOUT,
+                                           pool_recycle=POOL_RECYCLE_SECONDS, max_overflow=POOL_MAX_OVERFLOW)
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]):
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )
