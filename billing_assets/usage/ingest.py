@@ -194,13 +194,13 @@ def _rfc3339_matches(column: pa.StringArray) -> np.ndarray:
 
 
 def _typed(column: pa.Array) -> np.ndarray:
-    if _MARK_LEAD not in _value_bytes(column).tobytes():  # no value carries a mark: nothing to look for
+    if not (_value_bytes(column) == _MARK_LEAD).any():  # no value carries a mark: nothing to look for
         return np.zeros(len(column), dtype=bool)
     return _mask(pc.or_(pc.starts_with(column, NUMBER_MARK), pc.starts_with(column, OTHER_MARK)))
 
 
-_MARK_LEAD = NUMBER_MARK.encode()[:2]  # the marks' shared first UTF-8 bytes
-assert OTHER_MARK.encode()[:2] == _MARK_LEAD
+_MARK_LEAD = NUMBER_MARK.encode()[0]  # the marks' first UTF-8 byte, which only U+E000-U+EFFF start with
+assert OTHER_MARK.encode()[0] == _MARK_LEAD
 
 
 def _shown(value: str | None) -> str:
@@ -521,6 +521,7 @@ class _PreparedObject:
     checked: pa.Table | None = None
     ignored_fields: int = 0
     rejected_text: dict[int, str] = field(default_factory=dict)  # raw position → raw line
+    id_tails: np.ndarray | None = None  # each line's event_id tail (see _first_positions)
 
 
 def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -> _PreparedObject:
@@ -535,6 +536,7 @@ def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -
     prepared.checked = _validate_object(parsed, object_index, raw.last_modified, ctx)
     prepared.line_count = len(lines.lines)
     prepared.ignored_fields = int(pc.sum(parsed.column("ignored_fields")).as_py() or 0)
+    prepared.id_tails = _tails(prepared.checked.column("event_id").combine_chunks())
     rejected = np.flatnonzero(_mask(pc.is_valid(prepared.checked.column("reason"))))
     if len(rejected):
         prepared.rejected_text = dict(zip(rejected.tolist(), lines.lines.take(pa.array(rejected)).to_pylist()))
@@ -544,15 +546,16 @@ def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -
 _KEYS_PER_BUCKET = 50_000  # hash tables this small stay in cache: three times faster per key
 
 
-def _first_positions(keys: pa.ChunkedArray, pool: ThreadPoolExecutor,
+def _first_positions(keys: pa.ChunkedArray, tails: np.ndarray, pool: ThreadPoolExecutor,
                      keys_per_bucket: int = _KEYS_PER_BUCKET) -> np.ndarray:
     """For each key, the position of its first occurrence. Hashing two million keys is the
-    slowest single step of a partition, so it is shared out: equal keys end in the same bytes,
-    so buckets by their last bytes are deduplicated on their own, side by side (Arrow's
-    hashing releases the GIL), each small enough for its hash table to stay in cache."""
+    slowest single step of a partition, so it is shared out: keys are put in buckets by their
+    ``tails`` (a number per key, equal for equal keys), which are deduplicated on their own,
+    side by side (Arrow's hashing releases the GIL), each small enough for its hash table to
+    stay in cache."""
     keys = keys.cast(pa.large_string()).combine_chunks()  # 64-bit offsets: a day may hold > 2 GiB of keys
     buckets = max(1, min(4096, len(keys) // keys_per_bucket))
-    bucket = (_tail_hash(keys) % np.uint32(buckets)).astype(np.uint16)  # 16 bits: a radix sort
+    bucket = tails % np.uint16(buckets)  # 16 bits: a radix sort
     order = np.argsort(bucket, kind="stable")  # stable: each bucket keeps the rows' order
     bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
     groups = [order[start:end] for start, end in zip(bounds[:-1], bounds[1:]) if end > start]
@@ -570,20 +573,21 @@ def _first_positions(keys: pa.ChunkedArray, pool: ThreadPoolExecutor,
     return first
 
 
-def _tail_hash(keys: pa.LargeStringArray) -> np.ndarray:
-    """A number made of each value's last two bytes (a byte before a short value's start
-    counts as 0), so equal values get equal numbers."""
-    _, offsets, data = keys.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int64)[keys.offset: keys.offset + len(keys) + 1]
-    values = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
-    result = np.zeros(len(keys), dtype=np.uint32)
-    if len(values) == 0:
+def _tails(values: pa.StringArray) -> np.ndarray:
+    """Each value's last two bytes as one 16-bit number (0 for a missing byte or value), so
+    equal values get equal numbers. Event ids end in their most varied characters."""
+    _, offsets, data = values.buffers()
+    result = np.zeros(len(values), dtype=np.uint16)
+    if data is None or len(data) == 0:
         return result
-    lengths = np.diff(bounds)
-    for back in (1, 2):
-        byte = values[np.maximum(bounds[1:] - back, 0)].astype(np.uint32)
-        byte[lengths < back] = 0
-        result = (result << np.uint32(8)) | byte
+    width = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    ends = np.frombuffer(offsets, dtype=width)[values.offset: values.offset + len(values) + 1].astype(np.int64)
+    lengths = np.diff(ends)
+    ends = ends[1:]
+    data = np.frombuffer(data, dtype=np.uint8)
+    for back in (2, 1):
+        byte = data[np.maximum(ends - back, 0)]
+        result = (result << np.uint16(8)) | np.where(lengths >= back, byte, 0).astype(np.uint16)
     return result
 
 
@@ -629,7 +633,8 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
     if not pc.all(pc.equal(source, "")).as_py():  # most producers send no source: skip the join then
         keys = pc.binary_join_element_wise(source, keys, "\x1f")
     # rows are in (object key, line number) order, so a key's first position is its winner
-    first_position = _first_positions(pa.chunked_array(keys), pool)
+    tails = np.concatenate([item.id_tails for item in prepared if item.checked is not None])[candidate_rows]
+    first_position = _first_positions(pa.chunked_array(keys), tails, pool)
     repeated = first_position != np.arange(len(first_position))
     repeat_rows = candidate_rows[repeated]
     winner_rows = candidate_rows[first_position[repeated]]
@@ -647,19 +652,18 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
 
     accepted = np.zeros(len(passed), dtype=bool)
     accepted[candidate_rows[~repeated]] = True
-    events = lines_table.select(["object_index"] + [name for name in USAGE_EVENTS_SCHEMA.names if name != "object_key"])
-    if not accepted.all():  # object by object, side by side
-        batches = events.to_batches()
-        starts = np.cumsum([0] + [batch.num_rows for batch in batches])
-        events = pa.Table.from_batches(list(pool.map(
-            lambda index: batches[index].filter(pa.array(accepted[starts[index]:starts[index + 1]])), range(len(batches)))),
-            schema=events.schema)
-    # every chunk holds one object's rows (tables are concatenated per object, and filtering
-    # never merges chunks), so each chunk's key is one repeated value
-    object_key = pa.chunked_array([pa.repeat(object_keys[chunk[0].as_py()], len(chunk))
-                                   for chunk in events.column("object_index").chunks if len(chunk)], pa.string())
-    events = events.drop_columns(["object_index"])
-    result.events = events.add_column(0, "object_key", object_key).cast(USAGE_EVENTS_SCHEMA)
+    # each batch holds one object's rows (tables are concatenated per object): its accepted
+    # rows and its key are taken object by object, side by side
+    batches = lines_table.select(["object_index"] + USAGE_EVENTS_SCHEMA.names[1:]).to_batches()
+    starts = np.cumsum([0] + [batch.num_rows for batch in batches])
+
+    def accepted_events(index: int) -> pa.RecordBatch:
+        keep = accepted[starts[index]:starts[index + 1]]
+        batch = batches[index] if keep.all() else batches[index].filter(pa.array(keep))
+        key = pa.repeat(object_keys[batches[index].column(0)[0].as_py()], batch.num_rows)
+        return pa.RecordBatch.from_arrays([key, *batch.columns[1:]], schema=USAGE_EVENTS_SCHEMA)
+
+    result.events = pa.Table.from_batches(list(pool.map(accepted_events, range(len(batches)))), schema=USAGE_EVENTS_SCHEMA)
     duplicates = keyed(repeat_rows[~conflict], "line_number", "source", "event_id")
     winners = keyed(winner_rows[~conflict], "line_number")
     result.duplicates = pa.table({

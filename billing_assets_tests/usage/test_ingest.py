@@ -6,12 +6,14 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
+import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from billing_assets.usage.ingest import (
-    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _charset_matches, _first_positions, _rfc3339_matches,
+    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _charset_matches, _first_positions, _rfc3339_matches, _tails,
 )
 from billing_assets.usage.parsing import parse_object, read_object_lines
 from billing_assets_tests.usage.helpers import DAY, LANDED, event, ingest, raw, reasons
@@ -195,15 +197,25 @@ def test_timestamp_layout_shortcut_agrees_with_the_pattern(values, uniform):
 
 
 @given(st.lists(st.lists(st.text(alphabet="ab\x1fé9", max_size=3), max_size=8), min_size=1, max_size=4),
-       st.sampled_from([1, 2, 50_000]))
-def test_first_positions_are_each_keys_first_occurrence(chunks, keys_per_bucket):
+       st.sampled_from([1, 2, 50_000]), st.sampled_from(["tails", "first byte", "none"]))
+def test_first_positions_are_each_keys_first_occurrence(chunks, keys_per_bucket, spread):
     flat = [key for chunk in chunks for key in chunk]
     first_seen: dict[str, int] = {}
     expected = [first_seen.setdefault(key, position) for position, key in enumerate(flat)]
+    # any number that is equal for equal keys may spread them over buckets
+    tails = {"tails": _tails(pa.array(flat, pa.string())),
+             "first byte": np.array([key.encode()[0] if key else 7 for key in flat], dtype=np.uint16),
+             "none": np.zeros(len(flat), dtype=np.uint16)}[spread]
     with ThreadPoolExecutor(2) as pool:
-        got = _first_positions(pa.chunked_array([pa.array(chunk, pa.string()) for chunk in chunks], pa.string()), pool,
-                               keys_per_bucket)
+        got = _first_positions(pa.chunked_array([pa.array(chunk, pa.string()) for chunk in chunks], pa.string()), tails,
+                               pool, keys_per_bucket)
     assert got.tolist() == expected
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_tails_are_the_last_two_bytes(kind):
+    values = pa.array(["skip", "ab", "xyz", "q", "", None, "é"], kind).slice(1)  # é is two bytes: 0xC3 0xA9
+    assert _tails(values).tolist() == [0x6162, 0x797A, 0x0071, 0, 0, 0xC3A9]
 
 
 def _reason_object_lines():

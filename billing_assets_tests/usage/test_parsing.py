@@ -4,7 +4,9 @@ Two independent readers of the same line must agree on every column, whatever th
 hypothesis generates event-shaped lines, many of them broken on purpose."""
 
 import json
+import re
 from decimal import Decimal
+from unittest import mock
 
 import pyarrow as pa
 import pytest
@@ -208,3 +210,53 @@ def test_value_data_is_the_values_bytes_of_a_slice(kind):
     assert parsing.value_data(array.slice(1, 1)).to_pybytes() == b""
     assert parsing.value_data(pa.array([None, None], kind)).to_pybytes() == b""
     assert parsing.value_data(array.slice(5)).to_pybytes() == b""
+
+
+def _screen(text: str) -> bool:
+    lines = read_object_lines("x.jsonl", text.encode())
+    return parsing._plainly_simple(lines.text, lines.newlines, lines.lines)
+
+
+def _regex_matches(text: str) -> bool:
+    return re.search(f"{parsing._NEEDS_REFERENCE_READER}|{parsing._STRING_QUANTITY}".replace(r"\x{E000}", "\ue000")
+                     .replace(r"\x{E002}", "\ue002"), text) is not None
+
+
+# pieces of producer lines and of everything the regexes look for
+_pieces = st.sampled_from(['{', '}', '"quantity"', '"entity"', ':', ' ', '  ', '"', '1.5', 'y', 'N', 'NaN', 'Infinity', 'I',
+                           '\\', '\t', '\r', '\x0b', '\x1f', '\ue000', '\ue0ff', 'é', ',', 'a', '\n', '\n{', '\n \n'])
+
+
+@given(st.lists(_pieces, max_size=30).map("".join), st.sampled_from([1 << 20, 1, 3, 4, 5]))
+@example('{"quantity":"2"}\n', 1 << 20)
+@example('{"quantity" :"2"}\n', 1 << 20)
+@example('{"a":1,"quantity": "2"}\n', 4)  # the 'y"' at a window's end
+@example('{"quantity" : 2}\n{"x":"y"}\n', 4)
+def test_the_byte_screen_only_clears_what_the_regex_would_clear(text, window):
+    """Python's re stands in for RE2 here: the patterns use nothing the two read differently
+    (RE2's \\s has no \\v, which is a control byte and never cleared)."""
+    if not text.strip(" \t\r\n\x0b\x0c"):
+        return
+    with mock.patch.object(parsing, "_SCAN_WINDOW", window):
+        if _screen(text):
+            assert not _regex_matches(text)
+
+
+@pytest.mark.parametrize(("text", "cleared"), [
+    ('{"event_id":"e1","quantity":1.5}\n{"event_id":"e2","quantity":2}\n', True),
+    ('{"event_id":"e1","quantity":1.5}\n  \n{"country":1,"x":"y"}', True),  # a blank line; 'y"'s that open no string
+    ('{"event_id":"e1","quantity":1.5,"country":"fr"}\n', False),  # a key ending in 'y' with a string value
+    ('{"event_id":"e1","quantity":"1.5"}\n', False),  # a string quantity
+    ('{"event_id":"e1","quantity": "1.5"}\n', False),
+    ('{"event_id":"e1","quantity" :1.5}\n', False),  # spaces: left to the regex (which clears it)
+    ('{"event_id":"e\\u0031","quantity":1}\n', False),  # an escape
+    ('{"event_id":"e1","quantity":1}\r\n', False),  # CR
+    ('{"event_id":"e1",\t"quantity":1}\n', False),  # tab
+    (' {"event_id":"e1","quantity":1}\n', False),  # a line not opening with '{'
+    ('{"event_id":"e1","quantity":NaN}\n', False),
+    ('{"event_id":"e1","quantity":-Infinity}\n', False),
+    ('{"event_id":"\ue000","quantity":1}\n', False),  # a private-use character (the marks)
+])
+def test_the_byte_screen_clears_plain_producer_lines_only(text, cleared):
+    assert _screen(text) is cleared
+    assert cleared is False or not _regex_matches(text)
