@@ -146,6 +146,10 @@ class IngestResult:
         return int(pc.sum(pc.is_valid(self.quarantined.column("line_number"))).as_py() or 0)
 
 
+def _single_array(column: pa.ChunkedArray) -> pa.Array:
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def _mask(array) -> np.ndarray:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
@@ -265,8 +269,8 @@ class _PartitionContext:
     aggregation: dict[str, str]
     meter_field: dict[str, str]
     property_fields: tuple[str, ...]
-    customers: pa.Array
-    contracted: pa.Array
+    customers: pa.Array  # sorted
+    contracted: np.ndarray  # per customer, and last for none: a contract covers the day
     allocations_by_length: dict[int, dict]
     ip_cache: dict[str, _IpFacts] = field(default_factory=dict)
     quantity_cache: dict[str, Decimal | str] = field(default_factory=dict)
@@ -277,13 +281,14 @@ class _PartitionContext:
         for network, customer in reference.allocations_valid_on(day):
             by_length[network.version].setdefault(network.prefixlen, {})[network] = customer
         meter_field = reference.meter_field()
+        customers = sorted(reference.customers["customer_id"])  # contracts and IP allocations name only these
         return cls(
             day=day,
             aggregation=reference.meter_aggregation(),
             meter_field=meter_field,
             property_fields=tuple(sorted(set(meter_field.values()))),
-            customers=pa.array(sorted(reference.customers["customer_id"]), pa.string()),
-            contracted=pa.array(sorted(reference.customers_under_contract(day)), pa.string()),
+            customers=pa.array(customers, pa.string()),
+            contracted=np.append(np.isin(customers, sorted(reference.customers_under_contract(day))), False),
             allocations_by_length=by_length,
         )
 
@@ -360,7 +365,7 @@ def _quantities(column: pa.Array, ctx: _PartitionContext) -> tuple[pa.Array, dic
 def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetime, ctx: _PartitionContext) -> pa.Table:
     """Append reason, detail and the normalised values to one object's parsed lines."""
     n = parsed.num_rows
-    col = {name: parsed.column(name).combine_chunks() for name in parsed.column_names}
+    col = {name: _single_array(parsed.column(name)) for name in parsed.column_names}
     event_id, source, stamp, meter, customer, ip = (col[name] for name in
                                                     ("event_id", "source", "timestamp", "meter", "customer_id", "ip"))
     null = {name: ~_mask(pc.is_valid(col[name])) for name in ("event_id", "source", "timestamp", "meter", "customer_id", "ip")}
@@ -403,6 +408,9 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
     is_unique = aggregated_by("unique_count")
     needs_quantity = aggregated_by(*QUANTITY_REQUIRED)
     resolved = customer if customer.null_count == 0 else pc.if_else(pc.is_valid(customer), customer, ip_customer)
+    customer_index = pc.index_in(resolved, value_set=ctx.customers).fill_null(len(ctx.customers)).to_numpy()
+    known_customer = customer_index < len(ctx.customers)
+    under_contract = ctx.contracted[customer_index]
 
     def value(name):
         return lambda row: _shown(row[name])
@@ -443,12 +451,12 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
         _Check(Reason.INVALID_QUANTITY, is_unique & ~_mask(pc.is_valid(unique_value)),
                lambda row: f"meter '{row['meter']}' counts distinct properties.{ctx.meter_field[row['meter']]}, "
                            "which this event does not have"),
-        _Check(Reason.UNKNOWN_CUSTOMER, ~null["customer_id"] & ~_mask(pc.is_in(customer, value_set=ctx.customers)),
+        _Check(Reason.UNKNOWN_CUSTOMER, ~null["customer_id"] & ~known_customer,  # resolved is customer_id here
                lambda row: f"customer_id {_shown(row['customer_id'])} is not in {CUSTOMERS_KEY}"),
         _Check(Reason.UNATTRIBUTED_IP, null["customer_id"] & ~_mask(pc.is_valid(resolved)),
                lambda row: f"ip in {ip_prefix[row['position']].as_py()} is in no CIDR block allocated on "
                            f"{ctx.day.isoformat()}"),
-        _Check(Reason.NO_ACTIVE_CONTRACT, ~_mask(pc.is_in(resolved, value_set=ctx.contracted)),
+        _Check(Reason.NO_ACTIVE_CONTRACT, ~under_contract,
                lambda row: f"customer '{row['resolved']}' has no contract covering {ctx.day.isoformat()}"),
     ]
     parse_failed = _mask(pc.is_valid(col["parse_reason"]))
