@@ -507,17 +507,16 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
 _PAYLOAD_COLUMNS = ["event_id", "source", "timestamp", "meter", "customer_id", "ip_normalised", "quantity", "properties"]
 
 
-def _payload_fingerprint(table: pa.Table) -> pa.Array:
-    """The normalised payload: what must be equal for a repeated event to be a plain duplicate.
-    Fields before ``properties`` cannot contain the separator, so the join is unambiguous."""
-    parts = [
-        table.column("event_id"), table.column("source"),
-        table.column("timestamp").cast(pa.int64()).cast(pa.string()), table.column("meter"),
-        table.column("customer_id"), pc.fill_null(table.column("ip_normalised"), ""),
-        table.column("quantity").cast(pa.string()), pc.fill_null(table.column("properties"), "\x00"),
-    ]
-    return pc.binary_join_element_wise(*[part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part
-                                         for part in parts], "\x1f")
+def _same_payload(table: pa.Table, rows: np.ndarray, other_rows: np.ndarray) -> np.ndarray:
+    """Whether each row's normalised payload equals its counterpart's: what must hold for a
+    repeated event to be a plain duplicate (a missing value equals only a missing value)."""
+    payload = table.select(_PAYLOAD_COLUMNS)
+    these, those = payload.take(pa.array(rows, pa.int64())), payload.take(pa.array(other_rows, pa.int64()))
+    same = np.ones(len(rows), dtype=bool)
+    for name in _PAYLOAD_COLUMNS:
+        this, that = these.column(name), those.column(name)
+        same &= _mask(pc.equal(this, that)) | (_mask(pc.is_null(this)) & _mask(pc.is_null(that)))
+    return same
 
 
 @dataclass
@@ -646,13 +645,7 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
     repeated = first_position != np.arange(len(first_position))
     repeat_rows = candidate_rows[repeated]
     winner_rows = candidate_rows[first_position[repeated]]
-    conflict = np.zeros(len(repeat_rows), dtype=bool)
-    if len(repeat_rows):
-        involved = np.union1d(repeat_rows, winner_rows)
-        fingerprint = dict(zip(involved.tolist(), _payload_fingerprint(
-            lines_table.select(_PAYLOAD_COLUMNS).take(pa.array(involved))).to_pylist()))
-        conflict = np.array([fingerprint[a] != fingerprint[b] for a, b in zip(repeat_rows.tolist(), winner_rows.tolist())],
-                            dtype=bool)
+    conflict = ~_same_payload(lines_table, repeat_rows, winner_rows)
 
     def keyed(rows: np.ndarray, *columns: str) -> pa.Table:
         picked = lines_table.select(["object_index", *columns]).take(pa.array(rows, pa.int64()))

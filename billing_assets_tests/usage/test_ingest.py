@@ -42,6 +42,21 @@ def test_conservation_on_a_mixed_file():
         "first_object_key": "raw/usage/dt=2026-01-05/mixed.jsonl", "first_line_number": 1}]
 
 
+def test_a_repeat_differing_only_in_ip_or_properties_is_a_conflict_and_a_reformatted_one_a_duplicate():
+    lines = [
+        event(event_id="p1", ip="10.1.1.1"),                                                      # 1 accepted
+        event(event_id="p1", ip="10.1.1.2"),                                                      # 2 conflict: ip
+        event(event_id="p2", meter="active_users", quantity=..., properties={"user_id": "u1", "n": 5}),  # 3 accepted
+        event(event_id="p2", meter="active_users", quantity=..., properties={"user_id": "u2", "n": 5}),  # 4 conflict
+        event(event_id="p2", meter="active_users", quantity=..., properties={"n": 5.0, "user_id": "u1"}),  # 5 duplicate
+        event(event_id="p2", meter="active_users", quantity=..., properties={"user_id": "u1"}),    # 6 conflict: no n
+    ]
+    result = ingest(raw("a.jsonl", *lines))
+    assert reasons(result) == [(2, "duplicate_conflict"), (4, "duplicate_conflict"), (6, "duplicate_conflict")]
+    assert [(row["line_number"], row["first_line_number"]) for row in result.duplicates.to_pylist()] == [(5, 3)]
+    assert [row["line_number"] for row in result.events.to_pylist()] == [1, 3]
+
+
 def test_first_occurrence_is_by_object_key_then_line_number():
     # b.jsonl holds the copy at line 1, a.jsonl at line 3: a.jsonl sorts first, so it wins
     b = raw("b.jsonl", event(event_id="x", quantity="1"))
