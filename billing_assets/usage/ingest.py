@@ -564,7 +564,7 @@ def _first_positions(keys: pa.ChunkedArray, tails: np.ndarray, pool: ThreadPoolE
     buckets = max(1, min(4096, len(keys) // keys_per_bucket))
     bucket = tails % np.uint16(buckets)  # 16 bits: a radix sort
     order = np.argsort(bucket, kind="stable")  # stable: each bucket keeps the rows' order
-    bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=buckets))))
     groups = [order[start:end] for start, end in zip(bounds[:-1], bounds[1:]) if end > start]
 
     def first_within(positions: np.ndarray) -> np.ndarray:
