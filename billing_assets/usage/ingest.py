@@ -504,7 +504,8 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
     })
 
 
-_PAYLOAD_COLUMNS = ["event_id", "source", "timestamp", "meter", "customer_id", "ip_normalised", "quantity", "properties"]
+# the normalised payload beyond the dedupe key (source, event_id), which repeats share already
+_PAYLOAD_COLUMNS = ["timestamp", "meter", "customer_id", "ip_normalised", "quantity", "properties"]
 
 
 def _same_payload(table: pa.Table, rows: np.ndarray, other_rows: np.ndarray) -> np.ndarray:
