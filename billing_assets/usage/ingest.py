@@ -36,6 +36,7 @@ from billing_assets.usage.parsing import (
     parse_object,
     read_object_lines,
     value_data,
+    value_offsets,
 )
 from billing_assets.usage.reasons import Reason
 
@@ -584,12 +585,11 @@ def _first_positions(keys: pa.ChunkedArray, tails: np.ndarray, pool: ThreadPoolE
 def _tails(values: pa.StringArray) -> np.ndarray:
     """Each value's last two bytes as one 16-bit number (0 for a missing byte or value), so
     equal values get equal numbers. Event ids end in their most varied characters."""
-    _, offsets, data = values.buffers()
+    data = values.buffers()[2]
     result = np.zeros(len(values), dtype=np.uint16)
     if data is None or len(data) == 0:
         return result
-    width = np.int64 if pa.types.is_large_string(values.type) else np.int32
-    ends = np.frombuffer(offsets, dtype=width)[values.offset: values.offset + len(values) + 1].astype(np.int64)
+    ends = value_offsets(values).astype(np.int64)
     lengths = np.diff(ends)
     ends = ends[1:]
     data = np.frombuffer(data, dtype=np.uint8)

@@ -297,14 +297,21 @@ def _normalise_arrow_block(block: pa.Table, rows: np.ndarray, property_fields: t
     return pa.table(columns, schema=parsed_schema(property_fields, block.schema.field("quantity").type))
 
 
+def value_offsets(array: pa.Array) -> np.ndarray:
+    """A string array's ``len + 1`` offsets into its data buffer, without copying them (the
+    array's offset honoured)."""
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    return np.frombuffer(array.buffers()[1], dtype=width)[array.offset: array.offset + len(array) + 1]
+
+
 def value_data(array: pa.Array) -> pa.Buffer:
     """The bytes of a string array's values, back to back, without copying them (the array's
     offset honoured; an empty or all-null array has none)."""
-    _, offsets, data = array.buffers()
+    data = array.buffers()[2]
     if data is None or len(array) == 0:
         return pa.py_buffer(b"")
-    bounds = np.frombuffer(offsets, dtype=np.int64 if pa.types.is_large_string(array.type) else np.int32)
-    return data[bounds[array.offset]: bounds[array.offset + len(array)]]
+    bounds = value_offsets(array)
+    return data[bounds[0]: bounds[-1]]
 
 
 def _concat_with_newlines(lines: pa.Array) -> pa.Buffer:
@@ -391,9 +398,8 @@ def _plainly_simple(text: bytes, newlines: int, lines: pa.LargeStringArray) -> b
         return False
     # every non-blank line opens with '{'; blank lines are spaces only (no tab or CR, below), so
     # no "\s*" of the patterns can reach from one line into the next
-    _, offsets, values = lines.buffers()
-    starts = np.frombuffer(offsets, dtype=np.int64)[lines.offset: lines.offset + len(lines)]
-    if (np.frombuffer(values, dtype=np.uint8)[starts] != ord("{")).any():
+    starts = value_offsets(lines)[:-1]
+    if (np.frombuffer(lines.buffers()[2], dtype=np.uint8)[starts] != ord("{")).any():
         return False
     data = np.frombuffer(text, dtype=np.uint8)
     control = 0
