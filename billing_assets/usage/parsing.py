@@ -57,7 +57,11 @@ _NEEDS_REFERENCE_READER = (
 # properties only costs the fast path, never correctness)
 _STRING_QUANTITY = r'"quantity"\s*:\s*"'
 _ARROW_SCHEMA = pa.schema([(name, pa.string()) for name in SCALAR_FIELDS] + [("properties", pa.struct([]))])
-_EXACT_QUANTITY_SCHEMA = _ARROW_SCHEMA.set(SCALAR_FIELDS.index("quantity"), pa.field("quantity", QUANTITY_TYPE))
+# The exact path declares only what every event carries: Arrow's reader spends as long filling a
+# declared but absent column with nulls (source, ip, properties in most objects) as it does on
+# reading a present one. What it infers for the others must then be text or nothing at all.
+_EXACT_QUANTITY_SCHEMA = pa.schema([("event_id", pa.string()), ("timestamp", pa.string()), ("meter", pa.string()),
+                                    ("customer_id", pa.string()), ("quantity", QUANTITY_TYPE)])
 
 
 def parsed_schema(property_fields: tuple[str, ...], quantity_type: pa.DataType = pa.string()) -> pa.Schema:
@@ -340,14 +344,21 @@ def _parse_block(lines: pa.Array, rows: np.ndarray, property_fields, parsed: lis
 
 def _read_json(data: pa.Buffer, schema: pa.Schema) -> pa.Table:
     block = _read_json_once(data, schema)
-    while stamped := [field.name for field in block.schema.field("properties").type if pa.types.is_timestamp(field.type)]:
+    while stamped := _timestamp_properties(block):
         # Arrow infers a timestamp from ISO-8601-looking text ("2026-01-05T10:00:00Z",
         # "2026-01-05") and the text is gone: declare those properties as text and read again
         # (each round declares at least one more name, so this ends)
-        declared = list(schema.field("properties").type) + [pa.field(name, pa.string()) for name in stamped]
-        schema = schema.set(schema.get_field_index("properties"), pa.field("properties", pa.struct(declared)))
+        position = schema.get_field_index("properties")
+        declared = (list(schema.field(position).type) if position >= 0 else []) + [pa.field(name, pa.string()) for name in stamped]
+        properties = pa.field("properties", pa.struct(declared))
+        schema = schema.set(position, properties) if position >= 0 else schema.append(properties)
         block = _read_json_once(data, schema)
     return block
+
+
+def _timestamp_properties(block: pa.Table) -> list[str]:
+    kind = block.schema.field("properties").type if "properties" in block.schema.names else pa.null()
+    return [field.name for field in kind if pa.types.is_timestamp(field.type)] if pa.types.is_struct(kind) else []
 
 
 def _read_json_once(data: pa.Buffer, schema: pa.Schema) -> pa.Table:
@@ -430,6 +441,9 @@ def _parse_exact(data: pa.Buffer, line_count: int, property_fields) -> pa.Table 
         return None
     if block.num_rows != line_count:
         return None
+    block = _with_undeclared_fields(block)
+    if block is None:
+        return None
     properties = block.schema.field("properties").type
     if any(pa.types.is_floating(properties.field(index).type) for index in range(properties.num_fields)):
         return None  # Arrow read a property number through a float
@@ -438,6 +452,25 @@ def _parse_exact(data: pa.Buffer, line_count: int, property_fields) -> pa.Table 
                      pc.greater(quantity, pa.scalar(MAX_QUANTITY, QUANTITY_TYPE)))).as_py():
         return None  # out of range: the marked path keeps the text for the quarantine detail
     return _normalise_arrow_block(block, np.arange(line_count, dtype=np.int64), property_fields)
+
+
+def _with_undeclared_fields(block: pa.Table) -> pa.Table | None:
+    """``block`` with the known fields the exact schema leaves undeclared as ``_ARROW_SCHEMA``
+    types (all null when no line has them), or None when Arrow inferred something else for one:
+    a number, boolean or nested value, or text it took for a timestamp, whose token text the
+    marked path keeps."""
+    for field in _ARROW_SCHEMA:
+        if field.name in _EXACT_QUANTITY_SCHEMA.names:
+            continue
+        present = field.name in block.schema.names
+        kind = block.schema.field(field.name).type if present else pa.null()
+        if pa.types.is_null(kind):
+            nulls = pa.nulls(block.num_rows, field.type)
+            block = block.set_column(block.schema.get_field_index(field.name), field, nulls) if present \
+                else block.append_column(field, nulls)
+        elif not (kind == field.type or (pa.types.is_struct(kind) and pa.types.is_struct(field.type))):
+            return None
+    return block
 
 
 def parse_object(lines: "ObjectLines", property_fields: tuple[str, ...]) -> pa.Table:

@@ -63,6 +63,10 @@ def _reference(batch: list[str]) -> list[dict]:
 @given(st.lists(lines(), min_size=1, max_size=25))
 @example(['{"properties":{"user_id": "2026-01-05T10:00:00Z"}}'])  # Arrow infers a timestamp
 @example(['{"properties":{"user_id": "2026-01-05"}}', '{"properties":{"user_id": "u1"}}'])
+# fields the exact path leaves for Arrow to infer: text it takes for a timestamp, numbers, nulls
+@example(['{"source": "2026-01-05", "ip": "2026-01-05T10:00:00Z", "quantity": 1}'])
+@example(['{"ip": 7, "quantity": 1}', '{"source": true, "quantity": 2}'])
+@example(['{"properties": null, "source": null, "ip": null, "quantity": 1}'])
 def test_vectorised_reader_agrees_with_the_reference_reader(batch):
     batch = [line for line in batch if line.strip(" \t\r\n\x0b\x0c")]
     if not batch:
@@ -163,6 +167,23 @@ def test_an_object_with_a_value_arrow_cannot_read_exactly_keeps_the_text(odd_lin
     column = _quantity_column(['{"quantity": 1.5}', odd_line])
     assert column.type == pa.string()
     assert column[0].as_py() == parsing.NUMBER_MARK + "1.5"
+
+
+@pytest.mark.parametrize(("member", "column", "expected"), [
+    ('"source": "2026-01-05"', "source", "2026-01-05"),  # Arrow would infer a date and drop the text
+    ('"ip": "2026-01-05T10:00:00Z"', "ip", "2026-01-05T10:00:00Z"),
+    ('"source": 7', "source", parsing.NUMBER_MARK + "7"),
+    ('"ip": true', "ip", parsing.OTHER_MARK + "boolean"),
+    ('"properties": "p"', "properties_valid", False),
+    ('"source": null', "source", None),
+])
+def test_fields_the_exact_path_leaves_undeclared_keep_their_text(member, column, expected):
+    # the exact path declares only event_id, timestamp, meter, customer_id and quantity: what
+    # Arrow infers for source, ip and properties must not replace their text
+    table = parse_object(read_object_lines("x.jsonl", f'{{"event_id":"e1","quantity":1,{member}}}\n{{"event_id":"e2"}}\n'.encode()),
+                         FIELDS)
+    assert table.column(column).to_pylist() == [expected, None if column != "properties_valid" else True]
+    assert table.column("event_id").to_pylist() == ["e1", "e2"]
 
 
 def test_one_bad_line_does_not_send_its_neighbours_to_the_reference_reader(monkeypatch):
