@@ -28,7 +28,7 @@ def conservation(lake: BillingLake, day: str) -> tuple[bool, dict]:
         if lines.unreadable:
             unreadable.add(raw.key)
         else:
-            lines_read += len(lines.lines)
+            lines_read += len(lines.line_numbers)
     accepted = lake.read_table("usage_events", day).num_rows
     duplicates = lake.read_table("duplicate_events", day).num_rows
     quarantined_table = lake.read_table("quarantined_events", day)

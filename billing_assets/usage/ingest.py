@@ -543,7 +543,7 @@ def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -
     parsed = parse_object(lines, ctx.property_fields)
     parsed = parsed.append_column("line_number", pa.array(lines.line_numbers).take(parsed.column("row")))
     prepared.checked = _validate_object(parsed, object_index, raw.last_modified, ctx)
-    prepared.line_count = len(lines.lines)
+    prepared.line_count = len(lines.line_numbers)
     prepared.ignored_fields = int(pc.sum(parsed.column("ignored_fields")).as_py() or 0)
     prepared.id_tails = _tails(prepared.checked.column("event_id").combine_chunks())
     rejected = np.flatnonzero(_mask(pc.is_valid(prepared.checked.column("reason"))))

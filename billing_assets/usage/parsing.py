@@ -25,6 +25,7 @@ import gzip
 import json
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -82,15 +83,25 @@ class ObjectLines:
 
     key: str
     bytes_read: int
-    lines: pa.LargeStringArray | None = None
-    line_numbers: np.ndarray | None = None
+    line_numbers: np.ndarray | None = None  # each non-blank line's physical number (from 1)
     unreadable: str | None = None
     text: bytes | None = None  # the whole decoded object (valid UTF-8)
     newlines: int = 0  # how many newline bytes ``text`` holds
+    longest_line: int = 0  # bytes
+    lines_open_with_brace: bool = False  # every non-blank line's first byte is '{'
+    split_lines: pa.LargeStringArray | None = None  # the lines, when finding them took splitting
+
+    @cached_property
+    def lines(self) -> pa.LargeStringArray:
+        """The non-blank lines' text. An object whose every line opens with '{' has no blank
+        line to skip, so its lines are only cut out of the text when something asks for them."""
+        if self.split_lines is not None or self.text is None:
+            return self.split_lines
+        return _split(self.text).slice(0, len(self.line_numbers))
 
     @property
     def is_empty(self) -> bool:
-        return self.unreadable is None and len(self.lines) == 0
+        return self.unreadable is None and len(self.line_numbers) == 0
 
 
 def read_object_lines(key: str, body: bytes) -> ObjectLines:
@@ -108,24 +119,56 @@ def read_object_lines(key: str, body: bytes) -> ObjectLines:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
-        whole = _one_value(data, pa.large_binary()).cast(pa.large_string())
+        _one_value(data, pa.large_binary()).cast(pa.large_string())
     except pa.ArrowInvalid:
         offset = _first_invalid_utf8(data)
         return ObjectLines(key, len(body), unreadable=f"not UTF-8 (invalid byte at offset {offset})")
-    lines = pc.split_pattern(whole, "\n").flatten()
-    newlines = len(lines) - 1
+    newline_at = _newline_positions(data)
+    if b"\r" not in data:  # the producers' layout: every line opens with '{', so none is blank
+        starts = np.concatenate(([0], newline_at + 1))
+        if starts[-1] == len(data):
+            starts = starts[:-1]  # nothing after the final newline
+        if len(starts) and (np.frombuffer(data, dtype=np.uint8)[starts] == ord("{")).all():
+            return ObjectLines(key, len(body), line_numbers=np.arange(1, len(starts) + 1, dtype=np.int64), text=data,
+                               newlines=len(newline_at), longest_line=_longest(starts, newline_at, len(data)),
+                               lines_open_with_brace=True)
+    lines = _split(data)
     if b"\r" in data:
         lines = pc.replace_substring_regex(lines, r"\r$", "")
     numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
     blank = pc.equal(pc.binary_length(pc.ascii_trim_whitespace(lines)), 0)
     trailing = len(lines) > 0 and blank[len(lines) - 1].as_py()  # the empty string after a final newline
-    if (pc.sum(blank).as_py() or 0) == int(trailing):  # the usual object: no other blank line
-        count = len(lines) - int(trailing)
-        return ObjectLines(key, len(body), lines=lines.slice(0, count), line_numbers=numbers[:count], text=data,
-                           newlines=newlines)
-    keep = pc.invert(blank)
-    return ObjectLines(key, len(body), lines=lines.filter(keep), line_numbers=numbers[keep.to_numpy(zero_copy_only=False)],
-                       text=data, newlines=newlines)
+    if (pc.sum(blank).as_py() or 0) != int(trailing):
+        keep = pc.invert(blank)
+        lines, numbers = lines.filter(keep), numbers[keep.to_numpy(zero_copy_only=False)]
+    else:
+        lines, numbers = lines.slice(0, len(lines) - int(trailing)), numbers[:len(lines) - int(trailing)]
+    starts = value_offsets(lines)[:-1]
+    opens_with_brace = bool((np.frombuffer(lines.buffers()[2], dtype=np.uint8)[starts] == ord("{")).all()) if len(lines) else True
+    longest = int(pc.max(pc.binary_length(lines)).as_py() or 0)
+    return ObjectLines(key, len(body), line_numbers=numbers, text=data, newlines=len(newline_at), longest_line=longest,
+                       lines_open_with_brace=opens_with_brace, split_lines=lines)
+
+
+def _split(data: bytes) -> pa.LargeStringArray:
+    return pc.split_pattern(_one_value(data, pa.large_string()), "\n").flatten()
+
+
+def _longest(starts: np.ndarray, newline_at: np.ndarray, size: int) -> int:
+    """The longest line's length in bytes: each line runs from its start to the next newline
+    (the last one perhaps to the end of the text)."""
+    ends = np.append(newline_at, size)[:len(starts)]
+    return int(np.max(ends - starts))
+
+
+_SCAN_WINDOW = 1 << 20
+
+
+def _newline_positions(data: bytes) -> np.ndarray:
+    array = np.frombuffer(data, dtype=np.uint8)
+    # in windows: each comparison's temporary stays in cache
+    found = [np.flatnonzero(array[start:start + _SCAN_WINDOW] == ord("\n")) + start for start in range(0, len(array), _SCAN_WINDOW)]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _one_value(data: bytes, kind: pa.DataType) -> pa.Array:
@@ -369,17 +412,18 @@ def _read_json_once(data: pa.Buffer, schema: pa.Schema) -> pa.Table:
     )
 
 
-def _parse_whole(text: bytes, newlines: int, lines: pa.LargeStringArray, property_fields) -> pa.Table | None:
+def _parse_whole(lines: ObjectLines, property_fields) -> pa.Table | None:
     """The common case in one pass over the object: when no line is too long or needs the
     reference reader, parse the whole text at once (one reader call instead of one per line),
     with exact decimal quantities if possible, else with numbers marked. None when the object
     is not that simple."""
-    if len(lines) == 0 or pc.max(pc.binary_length(lines)).as_py() > MAX_LINE_BYTES:
+    count, text = len(lines.line_numbers), lines.text
+    if count == 0 or lines.longest_line > MAX_LINE_BYTES:
         return None
     whole = _one_value(text, pa.large_string())  # valid UTF-8: read_object_lines checked it
-    if _plainly_simple(text, newlines, lines) or not pc.any(
+    if _plainly_simple(text, lines.newlines, lines.lines_open_with_brace) or not pc.any(
             pc.match_substring_regex(whole, f"{_NEEDS_REFERENCE_READER}|{_STRING_QUANTITY}")).as_py():
-        exact = _parse_exact(pa.py_buffer(text), len(lines), property_fields)
+        exact = _parse_exact(pa.py_buffer(text), count, property_fields)
         if exact is not None:
             return exact
     elif pc.any(pc.match_substring_regex(whole, _NEEDS_REFERENCE_READER)).as_py():
@@ -389,18 +433,16 @@ def _parse_whole(text: bytes, newlines: int, lines: pa.LargeStringArray, propert
         block = _read_json(value_data(marked), _ARROW_SCHEMA)
     except pa.ArrowInvalid:
         return None
-    if block.num_rows != len(lines):  # a line held two values, or Arrow skipped a line we count
+    if block.num_rows != count:  # a line held two values, or Arrow skipped a line we count
         return None
-    return _normalise_arrow_block(block, np.arange(len(lines), dtype=np.int64), property_fields)
+    return _normalise_arrow_block(block, np.arange(count, dtype=np.int64), property_fields)
 
 
-_SCAN_WINDOW = 1 << 20
-
-
-def _plainly_simple(text: bytes, newlines: int, lines: pa.LargeStringArray) -> bool:
+def _plainly_simple(text: bytes, newlines: int, lines_open_with_brace: bool) -> bool:
     """True when a few byte scans prove that neither ``_NEEDS_REFERENCE_READER`` nor
-    ``_STRING_QUANTITY`` matches ``text``: the object's non-blank ``lines`` joined by its
-    ``newlines`` newline bytes, perhaps with blank lines between. False when they can't tell,
+    ``_STRING_QUANTITY`` matches ``text``: an object's non-blank lines (each opening with '{'
+    if ``lines_open_with_brace``) joined by its ``newlines`` newline bytes, perhaps with blank
+    lines between. False when they can't tell,
     and the regex must. Producers write plain lines, and these scans cost a third of running the
     regex over the object."""
     if b"\\" in text or b"\xee" in text:  # an escape; a private-use character (our marks)
@@ -409,8 +451,7 @@ def _plainly_simple(text: bytes, newlines: int, lines: pa.LargeStringArray) -> b
         return False
     # every non-blank line opens with '{'; blank lines are spaces only (no tab or CR, below), so
     # no "\s*" of the patterns can reach from one line into the next
-    starts = value_offsets(lines)[:-1]
-    if (np.frombuffer(lines.buffers()[2], dtype=np.uint8)[starts] != ord("{")).any():
+    if not lines_open_with_brace:
         return False
     data = np.frombuffer(text, dtype=np.uint8)
     control = 0
@@ -475,7 +516,7 @@ def _with_undeclared_fields(block: pa.Table) -> pa.Table | None:
 
 def parse_object(lines: "ObjectLines", property_fields: tuple[str, ...]) -> pa.Table:
     """Parse one readable object's non-blank lines (``row`` = position among them)."""
-    whole = _parse_whole(lines.text, lines.newlines, lines.lines, property_fields) if lines.text is not None else None
+    whole = _parse_whole(lines, property_fields) if lines.text is not None else None
     return whole if whole is not None else parse_lines(lines.lines, property_fields)
 
 

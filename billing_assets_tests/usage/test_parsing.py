@@ -74,7 +74,7 @@ def test_vectorised_reader_agrees_with_the_reference_reader(batch):
     array = pa.array(batch, pa.large_string())
     assert parse_lines(array, FIELDS).to_pylist() == _reference(batch)
     whole = read_object_lines("x.jsonl", "".join(line + "\n" for line in batch).encode())
-    if whole.unreadable is None and len(whole.lines) == len(batch):
+    if whole.unreadable is None and len(whole.line_numbers) == len(batch):
         assert _as_text_quantities(parse_object(whole, FIELDS)) == _reference(batch)
 
 
@@ -209,6 +209,28 @@ def test_object_lines_of_an_object_with_blank_lines():
     assert isinstance(lines, ObjectLines) and lines.line_numbers.tolist() == [2, 5]
 
 
+@given(st.lists(st.sampled_from(['{"a":1}', '{}', '{"é":"x y"}', '', ' ', '\t', ' {"a":1}', '{"a":1}\r', 'x', '{' + 'z' * 40]),
+                max_size=8), st.booleans(), st.sampled_from([1 << 20, 1, 2, 7]))
+@example(['{"a":1}', '{}'], True, 1 << 20)
+@example(['{"a":1}', '', '{}'], False, 1)
+def test_object_lines_agree_with_splitting_the_text_by_hand(lines, final_newline, window):
+    # whether found by splitting or from newline positions alone (every line opening with '{'),
+    # an object's lines are Python's own reading of the text: split at newlines, a CR before
+    # the newline dropped, blank lines skipped but counted
+    text = "\n".join(lines) + ("\n" if final_newline and lines else "")
+    physical = text.split("\n")
+    if text.endswith("\n"):
+        physical = physical[:-1]
+    expected = [(number, line.removesuffix("\r")) for number, line in enumerate(physical, 1)
+                if line.removesuffix("\r").strip(" \t\r\n\x0b\x0c")]
+    with mock.patch.object(parsing, "_SCAN_WINDOW", window):
+        read = read_object_lines("x.jsonl", text.encode())
+    assert list(zip(read.line_numbers.tolist(), read.lines.to_pylist())) == expected
+    assert read.longest_line == max((len(line.encode()) for _, line in expected), default=0)
+    assert read.lines_open_with_brace == all(line.startswith("{") for _, line in expected)
+    assert read.newlines == text.count("\n")
+
+
 @pytest.mark.parametrize(("number", "canonical"), [
     ("5", "5"), ("-0", "0"), ("1e2", "100"),
     ("9223372036854775807", "9223372036854775807"),  # the largest int64: Arrow's integer column
@@ -235,7 +257,7 @@ def test_value_data_is_the_values_bytes_of_a_slice(kind):
 
 def _screen(text: str) -> bool:
     lines = read_object_lines("x.jsonl", text.encode())
-    return parsing._plainly_simple(lines.text, lines.newlines, lines.lines)
+    return parsing._plainly_simple(lines.text, lines.newlines, lines.lines_open_with_brace)
 
 
 def _regex_matches(text: str) -> bool:
