@@ -191,11 +191,20 @@ def _rfc3339_matches(column: pa.StringArray) -> np.ndarray:
         rows = values.reshape(count, width)
         template = rows[0]
         digit = (template >= ord("0")) & (template <= ord("9"))
+        # every byte within [low, low + span]: a digit where the template has one, else the
+        # template's own byte (uint8 subtraction wraps what is below low round to the top)
+        low = np.where(digit, ord("0"), template).astype(np.uint8)
+        span = np.where(digit, 9, 0).astype(np.uint8)
         if template.max() < 0x80 and re.fullmatch(RFC3339_PATTERN, template.tobytes().decode("ascii")) \
-                and ((rows[:, digit] >= ord("0")) & (rows[:, digit] <= ord("9"))).all() \
-                and (rows[:, ~digit] == template[~digit]).all():
+                and ((rows - low) <= span).all():
             return present
     return _matches(column, RFC3339_PATTERN)
+
+
+def _absent(column: pa.Array) -> np.ndarray:
+    if column.null_count in (0, len(column)):  # the usual cases: a field always or never given
+        return np.full(len(column), column.null_count > 0, dtype=bool)
+    return ~_mask(pc.is_valid(column))
 
 
 def _typed(column: pa.Array) -> np.ndarray:
@@ -308,7 +317,8 @@ def _timestamps(column: pa.Array, well_formed: np.ndarray) -> np.ndarray:
     if not len(rows):
         return result
     texts = column if len(rows) == len(column) else column.take(pa.array(rows))
-    if np.isin(_value_bytes(texts), (ord("t"), ord("z"))).any():  # Arrow's parser wants 'T' and 'Z'
+    text_bytes = value_data(texts).to_pybytes()
+    if b"t" in text_bytes or b"z" in text_bytes:  # Arrow's parser wants 'T' and 'Z'
         texts = pc.utf8_upper(texts)
     try:
         parsed = texts.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
@@ -369,7 +379,7 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
     col = {name: _single_array(parsed.column(name)) for name in parsed.column_names}
     event_id, source, stamp, meter, customer, ip = (col[name] for name in
                                                     ("event_id", "source", "timestamp", "meter", "customer_id", "ip"))
-    null = {name: ~_mask(pc.is_valid(col[name])) for name in ("event_id", "source", "timestamp", "meter", "customer_id", "ip")}
+    null = {name: _absent(col[name]) for name in ("event_id", "source", "timestamp", "meter", "customer_id", "ip")}
 
     ip_rows = np.flatnonzero(~null["ip"] & ~_typed(ip))
     ip_valid = np.zeros(n, dtype=bool)
@@ -405,7 +415,9 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
     quantity_error[list(quantity_errors)] = True
     unique_value = pa.nulls(n, pa.string())
     for meter_name, field_name in ctx.meter_field.items():
-        unique_value = pc.if_else(pc.equal(meter, meter_name), col[f"property:{field_name}"], unique_value)
+        of_meter = meter_index == meters.index(meter_name)
+        if of_meter.any():
+            unique_value = pc.if_else(pa.array(of_meter), col[f"property:{field_name}"], unique_value)
     is_unique = aggregated_by("unique_count")
     needs_quantity = aggregated_by(*QUANTITY_REQUIRED)
     resolved = customer if customer.null_count == 0 else pc.if_else(pc.is_valid(customer), customer, ip_customer)
@@ -446,15 +458,15 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
                            f"not in partition {ctx.day.isoformat()}"),
         _Check(Reason.UNKNOWN_METER, unknown_meter,
                lambda row: f"meter {_shown(row['meter'])} is not in {METERS_KEY}"),
-        _Check(Reason.INVALID_QUANTITY, needs_quantity & ~_mask(pc.is_valid(col["quantity"])),
+        _Check(Reason.INVALID_QUANTITY, needs_quantity & _absent(col["quantity"]),
                lambda row: f"meter '{row['meter']}' ({ctx.aggregation[row['meter']]}) needs a quantity"),
         _Check(Reason.INVALID_QUANTITY, quantity_error, lambda row: quantity_errors[row["position"]]),
-        _Check(Reason.INVALID_QUANTITY, is_unique & ~_mask(pc.is_valid(unique_value)),
+        _Check(Reason.INVALID_QUANTITY, is_unique & _absent(unique_value),
                lambda row: f"meter '{row['meter']}' counts distinct properties.{ctx.meter_field[row['meter']]}, "
                            "which this event does not have"),
         _Check(Reason.UNKNOWN_CUSTOMER, ~null["customer_id"] & ~known_customer,  # resolved is customer_id here
                lambda row: f"customer_id {_shown(row['customer_id'])} is not in {CUSTOMERS_KEY}"),
-        _Check(Reason.UNATTRIBUTED_IP, null["customer_id"] & ~_mask(pc.is_valid(resolved)),
+        _Check(Reason.UNATTRIBUTED_IP, null["customer_id"] & _absent(resolved),
                lambda row: f"ip in {ip_prefix[row['position']].as_py()} is in no CIDR block allocated on "
                            f"{ctx.day.isoformat()}"),
         _Check(Reason.NO_ACTIVE_CONTRACT, ~under_contract,
@@ -482,9 +494,9 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
             reason_of[position], detail_of[position] = check.reason.value, check.detail(row)
         reasons, details = pa.array(reason_of, pa.string()), pa.array(detail_of, pa.string())
 
-    count_like = aggregated_by(*DEFAULT_ONE)
-    quantity = pc.if_else(pa.array(count_like & ~_mask(pc.is_valid(quantity))),
-                          pa.scalar(Decimal(1), QUANTITY_TYPE), quantity)
+    defaulted = aggregated_by(*DEFAULT_ONE) & _absent(quantity)
+    if defaulted.any():
+        quantity = pc.if_else(pa.array(defaulted), pa.scalar(Decimal(1), QUANTITY_TYPE), quantity)
     return pa.table({
         "object_index": pa.array(np.full(n, object_index, dtype=np.int32)),
         "line_number": col["line_number"],

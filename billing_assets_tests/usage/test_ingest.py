@@ -9,7 +9,7 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from billing_assets.usage.ingest import (
@@ -201,11 +201,20 @@ def test_charset_shortcut_agrees_with_the_pattern(values, name):
                                                        for v in values]
 
 
-@given(st.lists(_stamp_like, min_size=1, max_size=6), st.booleans())
-def test_timestamp_layout_shortcut_agrees_with_the_pattern(values, uniform):
+@given(st.lists(_stamp_like, min_size=1, max_size=6), st.booleans(), st.none() | st.tuples(
+    st.integers(0, 5), st.integers(0, 30), st.sampled_from("/:09TtZz+- .a\u0660")))
+@example(["2026-01-05T10:00:00Z", "2026-01-05T10:00:00Z"], True, (1, 12, ":"))  # ':' and '/' border the digits
+@example(["2026-01-05T10:00:00Z", "2026-01-05T10:00:00Z"], True, (1, 3, "/"))
+@example(["2026-01-05T10:00:00Z", "2026-01-05T10:00:00Z"], True, (1, 10, "t"))
+@example(["2026-01-05T10:00:00Z", "2026-01-05T10:00:00Z"], True, (1, 4, "."))  # the byte after '-'
+def test_timestamp_layout_shortcut_agrees_with_the_pattern(values, uniform, changed_byte):
     if uniform:  # the shortcut's own case: one layout, digits varied
         values = [None if v is None else "".join(str((int(c) + i) % 10) if c.isascii() and c.isdigit() else c for c in values[0] or "")
                   for i, v in enumerate(values)]
+    if changed_byte is not None:  # one character of one value replaced: the shortcut must notice
+        row, position, character = changed_byte
+        if row < len(values) and values[row] is not None and position < len(values[row]):
+            values[row] = values[row][:position] + character + values[row][position + 1:]
     column = pa.array(values, pa.string())
     assert _rfc3339_matches(column).tolist() == [v is not None and re.fullmatch(RFC3339_PATTERN, v, re.ASCII) is not None
                                                  for v in values]
