@@ -542,7 +542,7 @@ class _PreparedObject:
     checked: pa.Table | None = None
     ignored_fields: int = 0
     rejected_text: dict[int, str] = field(default_factory=dict)  # raw position → raw line
-    id_tails: np.ndarray | None = None  # each line's event_id tail (see _first_positions)
+    dedupe: "_BucketedKeys | None" = None  # the dedupe keys of the lines that passed every check
 
 
 def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -> _PreparedObject:
@@ -557,41 +557,90 @@ def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -
     prepared.checked = _validate_object(parsed, object_index, raw.last_modified, ctx)
     prepared.line_count = len(lines.line_numbers)
     prepared.ignored_fields = int(pc.sum(parsed.column("ignored_fields")).as_py() or 0)
-    prepared.id_tails = _tails(prepared.checked.column("event_id").combine_chunks())
-    rejected = np.flatnonzero(_mask(pc.is_valid(prepared.checked.column("reason"))))
+    checked = prepared.checked
+    passed = _absent(checked.column("reason"))
+    identity = checked.select(["source", "event_id"])
+    if not passed.all():
+        identity = identity.filter(pa.array(passed))
+    event_id = _single_array(identity.column("event_id"))
+    prepared.dedupe = _bucketed(_dedupe_keys(_single_array(identity.column("source")), event_id), _tails(event_id),
+                                np.flatnonzero(passed))
+    rejected = np.flatnonzero(~passed)
     if len(rejected):
         prepared.rejected_text = dict(zip(rejected.tolist(), lines.lines.take(pa.array(rejected)).to_pylist()))
     return prepared
 
 
+_FINE_BUCKET_BITS = 10
+_FINE_BUCKETS = 1 << _FINE_BUCKET_BITS  # each object's keys are put in this many buckets
 _KEYS_PER_BUCKET = 50_000  # hash tables this small stay in cache: three times faster per key
 
 
-def _first_positions(keys: pa.ChunkedArray, tails: np.ndarray, pool: ThreadPoolExecutor,
-                     keys_per_bucket: int = _KEYS_PER_BUCKET) -> np.ndarray:
-    """For each key, the position of its first occurrence. Hashing two million keys is the
-    slowest single step of a partition, so it is shared out: keys are put in buckets by their
-    ``tails`` (a number per key, equal for equal keys), which are deduplicated on their own,
-    side by side (Arrow's hashing releases the GIL), each small enough for its hash table to
-    stay in cache."""
-    keys = keys.cast(pa.large_string()).combine_chunks()  # 64-bit offsets: a day may hold > 2 GiB of keys
-    buckets = max(1, min(4096, len(keys) // keys_per_bucket))
-    bucket = tails % np.uint16(buckets)  # 16 bits: a radix sort
-    order = np.argsort(bucket, kind="stable")  # stable: each bucket keeps the rows' order
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=buckets))))
-    groups = [order[start:end] for start, end in zip(bounds[:-1], bounds[1:]) if end > start]
+def _dedupe_keys(source: pa.Array, event_id: pa.Array) -> pa.Array:
+    """The dedupe identity (source, event_id) as one text per line: the event_id alone when
+    there is no source, else source, a unit separator and the event_id. Both were checked to
+    hold only [A-Za-z0-9._:-], so different identities never give the same text."""
+    if pc.all(pc.equal(source, "")).as_py() is not False:  # most producers send no source
+        return event_id
+    return pc.if_else(pc.equal(source, ""), event_id, pc.binary_join_element_wise(source, event_id, "\x1f"))
 
-    def first_within(positions: np.ndarray) -> np.ndarray:
+
+@dataclass
+class _BucketedKeys:
+    """One object's dedupe keys ordered by bucket (one of _FINE_BUCKETS, a function of the
+    key's tails, so equal keys share one), each with its row in the object; a bucket's rows
+    keep the object's order."""
+
+    keys: pa.Array
+    rows: np.ndarray
+    bounds: np.ndarray  # where each bucket starts, and the end
+
+
+def _bucketed(keys: pa.Array, tails: np.ndarray, rows: np.ndarray) -> _BucketedKeys:
+    # the top ten bits of a multiplicative (Fibonacci) hash of the tails: ids that differ only
+    # in their last digits still land in buckets spread over the whole range, which runs of
+    # neighbouring buckets then share out evenly
+    bucket = (((tails.astype(np.uint32) * 0x9E37) & 0xFFFF) >> (16 - _FINE_BUCKET_BITS)).astype(np.uint16)
+    order = np.argsort(bucket, kind="stable")  # 16 bits: a radix sort; stable keeps the rows' order
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=_FINE_BUCKETS))))
+    return _BucketedKeys(keys.take(pa.array(order)), rows[order], bounds)
+
+
+def _repeats(objects: list[_BucketedKeys], row_starts: Sequence[int], pool: ThreadPoolExecutor,
+             keys_per_bucket: int = _KEYS_PER_BUCKET) -> tuple[np.ndarray, np.ndarray]:
+    """Every row whose key occurred before (``row_starts[i]`` + row numbers object ``i``'s
+    rows, in the partition's order), ascending, and the row of that key's first occurrence.
+    Hashing two million keys is the slowest single step of a partition, so it is shared out:
+    each object put its keys in fine buckets as it was prepared; here runs of neighbouring fine
+    buckets, together about ``keys_per_bucket`` keys, are deduplicated side by side (Arrow's
+    hashing releases the GIL), each small enough for its hash table to stay in cache. Within a
+    run every key's occurrences keep the partition's order, which is all first-come needs."""
+    total = sum(len(item.keys) for item in objects)
+    per_run = max(1, _FINE_BUCKETS // max(1, min(_FINE_BUCKETS, total // keys_per_bucket)))
+    runs = [(start, min(start + per_run, _FINE_BUCKETS)) for start in range(0, _FINE_BUCKETS, per_run)]
+
+    def repeats_within(run: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        pieces = [(item.bounds[run[0]], item.bounds[run[1]], item, row_start)
+                  for item, row_start in zip(objects, row_starts) if item.bounds[run[1]] > item.bounds[run[0]]]
+        if not pieces:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        slices = [item.keys.slice(lo, hi - lo) for lo, hi, item, _ in pieces]
+        if sum(len(value_data(piece)) for piece in slices) >= 2**31:  # beyond 32-bit offsets
+            slices = [piece.cast(pa.large_string()) for piece in slices]
+        keys = pa.concat_arrays(slices)
+        positions = np.concatenate([item.rows[lo:hi] + row_start for lo, hi, item, row_start in pieces])
         # dictionary codes are handed out in order of first appearance: a code is new exactly
         # at its key's first position
-        codes = keys.take(pa.array(positions)).dictionary_encode().indices.to_numpy().astype(np.int64)
+        codes = keys.dictionary_encode().indices.to_numpy().astype(np.int64)
         is_new = codes > np.maximum.accumulate(np.concatenate(([-1], codes[:-1])))
-        return positions[np.flatnonzero(is_new)][codes]
+        repeated = np.flatnonzero(~is_new)
+        return positions[repeated], positions[np.flatnonzero(is_new)][codes[repeated]]
 
-    first = np.empty(len(keys), dtype=np.int64)
-    for positions, winners in zip(groups, pool.map(first_within, groups)):
-        first[positions] = winners
-    return first
+    found = list(pool.map(repeats_within, runs))
+    repeat_rows = np.concatenate([rows for rows, _ in found])
+    first_rows = np.concatenate([firsts for _, firsts in found])
+    order = np.argsort(repeat_rows, kind="stable")
+    return repeat_rows[order], first_rows[order]
 
 
 def _tails(values: pa.StringArray) -> np.ndarray:
@@ -643,29 +692,19 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
 
     object_keys = pa.array([raw.key for raw in ordered], pa.string())
     lines_table = pa.concat_tables(validated)
-    passed = _mask(pc.is_null(lines_table.column("reason")))
-    candidate_rows = np.flatnonzero(passed)
-    identity = lines_table.select(["source", "event_id"])
-    if not passed.all():
-        identity = identity.filter(pa.array(passed))
-    source = identity.column("source")
-    keys = identity.column("event_id")
-    if not pc.all(pc.equal(source, "")).as_py():  # most producers send no source: skip the join then
-        keys = pc.binary_join_element_wise(source, keys, "\x1f")
+    passed = _absent(lines_table.column("reason"))
+    checked = [item for item in prepared if item.checked is not None]
+    row_starts = np.cumsum([0] + [item.checked.num_rows for item in checked])
     # rows are in (object key, line number) order, so a key's first position is its winner
-    tails = np.concatenate([item.id_tails for item in prepared if item.checked is not None])[candidate_rows]
-    first_position = _first_positions(pa.chunked_array(keys), tails, pool)
-    repeated = first_position != np.arange(len(first_position))
-    repeat_rows = candidate_rows[repeated]
-    winner_rows = candidate_rows[first_position[repeated]]
+    repeat_rows, winner_rows = _repeats([item.dedupe for item in checked], row_starts[:-1], pool)
     conflict = ~_same_payload(lines_table, repeat_rows, winner_rows)
 
     def keyed(rows: np.ndarray, *columns: str) -> pa.Table:
         picked = lines_table.select(["object_index", *columns]).take(pa.array(rows, pa.int64()))
         return picked.set_column(0, "object_key", object_keys.take(picked.column("object_index")))
 
-    accepted = np.zeros(len(passed), dtype=bool)
-    accepted[candidate_rows[~repeated]] = True
+    accepted = passed.copy()
+    accepted[repeat_rows] = False
     # each batch holds one object's rows (tables are concatenated per object): its accepted
     # rows and its key are taken object by object, side by side
     batches = lines_table.select(["object_index"] + USAGE_EVENTS_SCHEMA.names[1:]).to_batches()

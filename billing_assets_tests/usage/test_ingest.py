@@ -13,7 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from billing_assets.usage.ingest import (
-    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _charset_matches, _first_positions, _rfc3339_matches, _tails,
+    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _bucketed, _charset_matches, _repeats, _rfc3339_matches, _tails,
 )
 from billing_assets.usage.parsing import parse_object, read_object_lines
 from billing_assets_tests.usage.helpers import DAY, LANDED, event, ingest, raw, reasons
@@ -72,6 +72,16 @@ def test_dedupe_key_includes_source():
     result = ingest(raw("a.jsonl", event(event_id="x", source="gateway"), event(event_id="x", source="batch"),
                         event(event_id="x")))
     assert result.events.num_rows == 3 and result.duplicates.num_rows == 0
+
+
+def test_an_event_without_source_is_a_duplicate_whatever_its_neighbours_send():
+    # objects work out their dedupe keys on their own: one that also holds events with a source
+    # must still recognise a source-less event seen in an object without any
+    result = ingest(raw("a.jsonl", event(event_id="x")),
+                    raw("b.jsonl", event(event_id="y", source="gateway"), event(event_id="x"), event(event_id="y")))
+    assert [(row["object_key"][-7:], row["line_number"], row["first_object_key"][-7:], row["first_line_number"])
+            for row in result.duplicates.to_pylist()] == [("b.jsonl", 2, "a.jsonl", 1)]
+    assert result.events.column("event_id").to_pylist() == ["x", "y", "y"]
 
 
 def test_identical_payloads_compare_after_normalisation():
@@ -221,19 +231,32 @@ def test_timestamp_layout_shortcut_agrees_with_the_pattern(values, uniform, chan
 
 
 @given(st.lists(st.lists(st.text(alphabet="ab\x1fé9", max_size=3), max_size=8), min_size=1, max_size=4),
-       st.sampled_from([1, 2, 50_000]), st.sampled_from(["tails", "first byte", "none"]))
-def test_first_positions_are_each_keys_first_occurrence(chunks, keys_per_bucket, spread):
-    flat = [key for chunk in chunks for key in chunk]
+       st.sampled_from([1, 2, 50_000]), st.sampled_from(["tails", "first byte", "top", "none"]), st.data())
+def test_repeats_are_the_rows_of_keys_seen_before_with_their_first_row(objects, keys_per_bucket, spread, data):
+    # objects hold some rows that take no part (say, quarantined): the keys are only those of the
+    # rows listed, and rows are numbered across the partition's objects
+    rows = [sorted(data.draw(st.sets(st.integers(0, len(keys) + 2), min_size=len(keys), max_size=len(keys))))
+            for keys in objects]
+    row_starts = np.cumsum([0] + [max(object_rows, default=-1) + 1 for object_rows in rows])[:-1].tolist()
     first_seen: dict[str, int] = {}
-    expected = [first_seen.setdefault(key, position) for position, key in enumerate(flat)]
+    expected = []
+    for keys, object_rows, row_start in zip(objects, rows, row_starts):
+        for key, row in zip(keys, object_rows):
+            first = first_seen.setdefault(key, row_start + row)
+            if first != row_start + row:
+                expected.append((row_start + row, first))
     # any number that is equal for equal keys may spread them over buckets
-    tails = {"tails": _tails(pa.array(flat, pa.string())),
-             "first byte": np.array([key.encode()[0] if key else 7 for key in flat], dtype=np.uint16),
-             "none": np.zeros(len(flat), dtype=np.uint16)}[spread]
+    spreads = {"tails": lambda array: _tails(array),
+               "first byte": lambda array: np.array([key.encode()[0] if key else 7 for key in array.to_pylist()], dtype=np.uint16),
+               "top": lambda array: np.array([0xFFFF - len(key) for key in array.to_pylist()], dtype=np.uint16),
+               "none": lambda array: np.zeros(len(array), dtype=np.uint16)}
+    bucketed = []
+    for keys, object_rows in zip(objects, rows):
+        array = pa.array(keys, pa.string())
+        bucketed.append(_bucketed(array, spreads[spread](array), np.array(object_rows, dtype=np.int64)))
     with ThreadPoolExecutor(2) as pool:
-        got = _first_positions(pa.chunked_array([pa.array(chunk, pa.string()) for chunk in chunks], pa.string()), tails,
-                               pool, keys_per_bucket)
-    assert got.tolist() == expected
+        repeat_rows, first_rows = _repeats(bucketed, row_starts, pool, keys_per_bucket)
+    assert list(zip(repeat_rows.tolist(), first_rows.tolist())) == expected
 
 
 @pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
