@@ -373,7 +373,7 @@ def _quantities(column: pa.Array, ctx: _PartitionContext) -> tuple[pa.Array, dic
     return pc.if_else(pa.array(usable), values, pa.nulls(n, QUANTITY_TYPE)), errors
 
 
-def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetime, ctx: _PartitionContext) -> pa.Table:
+def _validate_object(parsed: pa.Table, last_modified: datetime, ctx: _PartitionContext) -> pa.Table:
     """Append reason, detail and the normalised values to one object's parsed lines."""
     n = parsed.num_rows
     col = {name: _single_array(parsed.column(name)) for name in parsed.column_names}
@@ -498,7 +498,6 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
     if defaulted.any():
         quantity = pc.if_else(pa.array(defaulted), pa.scalar(Decimal(1), QUANTITY_TYPE), quantity)
     return pa.table({
-        "object_index": pa.array(np.full(n, object_index, dtype=np.int32)),
         "line_number": col["line_number"],
         "reason": reasons,
         "detail": details,
@@ -513,7 +512,6 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
         "quantity": quantity,
         "unique_value": unique_value,
         "properties": col["properties"],
-        "raw_position": col["row"],
     })
 
 
@@ -521,16 +519,46 @@ def _validate_object(parsed: pa.Table, object_index: int, last_modified: datetim
 _PAYLOAD_COLUMNS = ["timestamp", "meter", "customer_id", "ip_normalised", "quantity", "properties"]
 
 
-def _same_payload(table: pa.Table, rows: np.ndarray, other_rows: np.ndarray) -> np.ndarray:
+def _same_payload(lines: "_PartitionLines", rows: np.ndarray, other_rows: np.ndarray) -> np.ndarray:
     """Whether each row's normalised payload equals its counterpart's: what must hold for a
     repeated event to be a plain duplicate (a missing value equals only a missing value)."""
-    payload = table.select(_PAYLOAD_COLUMNS)
-    these, those = payload.take(pa.array(rows, pa.int64())), payload.take(pa.array(other_rows, pa.int64()))
+    these, those = lines.take(rows, _PAYLOAD_COLUMNS), lines.take(other_rows, _PAYLOAD_COLUMNS)
     same = np.ones(len(rows), dtype=bool)
     for name in _PAYLOAD_COLUMNS:
         this, that = these.column(name), those.column(name)
         same &= _mask(pc.equal(this, that)) | (_mask(pc.is_null(this)) & _mask(pc.is_null(that)))
     return same
+
+
+@dataclass
+class _PartitionLines:
+    """The checked lines of a partition's objects, in order, numbered across them. One take
+    across a table of many chunks costs several times more than a take from each object."""
+
+    keys: list[str]
+    tables: list[pa.Table]
+
+    def __post_init__(self):
+        self.starts = np.cumsum([0] + [table.num_rows for table in self.tables])
+
+    def take(self, rows: np.ndarray, columns: Sequence[str]) -> pa.Table:
+        """``columns`` of ``rows`` (in any order), with each row's ``object_key`` and its
+        ``position`` among its object's lines."""
+        order = np.argsort(rows, kind="stable")
+        ordered = np.asarray(rows, dtype=np.int64)[order]
+        owner = np.searchsorted(self.starts, ordered, side="right") - 1
+        bounds = np.searchsorted(owner, np.arange(len(self.tables) + 1))
+        position = ordered - self.starts[owner]
+        pieces = [self.tables[index].select(list(columns)).take(pa.array(position[start:end]))
+                  for index, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])) if end > start]
+        taken = pa.concat_tables(pieces).combine_chunks() if pieces else self.tables[0].select(list(columns)).slice(0, 0)
+        taken = taken.append_column("object_key", pa.array(self.keys, pa.string()).take(pa.array(owner))) \
+                     .append_column("position", pa.array(position))
+        if (order[1:] < order[:-1]).any():  # back to the order asked for
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
+            taken = taken.take(pa.array(inverse))
+        return taken
 
 
 @dataclass
@@ -545,7 +573,7 @@ class _PreparedObject:
     dedupe: "_BucketedKeys | None" = None  # the dedupe keys of the lines that passed every check
 
 
-def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -> _PreparedObject:
+def _prepare_object(raw: RawObject, ctx: _PartitionContext) -> _PreparedObject:
     """Read, parse and check one object. Only the raw text of rejected lines is kept: the
     object's lines are let go as soon as it is checked."""
     lines = read_object_lines(raw.key, raw.read())
@@ -554,7 +582,8 @@ def _prepare_object(object_index: int, raw: RawObject, ctx: _PartitionContext) -
         return prepared
     parsed = parse_object(lines, ctx.property_fields)
     parsed = parsed.append_column("line_number", pa.array(lines.line_numbers).take(parsed.column("row")))
-    prepared.checked = _validate_object(parsed, object_index, raw.last_modified, ctx)
+    # parsing keeps the lines' order, so a checked row's index is its position among the lines
+    prepared.checked = _validate_object(parsed, raw.last_modified, ctx)
     prepared.line_count = len(lines.line_numbers)
     prepared.ignored_fields = int(pc.sum(parsed.column("ignored_fields")).as_py() or 0)
     checked = prepared.checked
@@ -667,7 +696,7 @@ def ingest_partition(day: date, objects: Sequence[RawObject], reference: Referen
     # Arrow's kernels and S3 reads release the GIL: objects are fetched, parsed and checked side
     # by side, one worker more than cores so that a fetch overlaps the others' parsing
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
-        prepared = list(pool.map(lambda pair: _prepare_object(pair[0], pair[1], ctx), enumerate(ordered)))
+        prepared = list(pool.map(lambda raw: _prepare_object(raw, ctx), ordered))
         return _combine(ordered, prepared, pool)
 
 
@@ -690,33 +719,27 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
         result.quarantined_lines = [entry | {"line": None} for entry in file_rows]
         return result
 
-    object_keys = pa.array([raw.key for raw in ordered], pa.string())
-    lines_table = pa.concat_tables(validated)
-    passed = _absent(lines_table.column("reason"))
     checked = [item for item in prepared if item.checked is not None]
-    row_starts = np.cumsum([0] + [item.checked.num_rows for item in checked])
+    lines = _PartitionLines([item.key for item in checked], validated)
+    passed = np.concatenate([_absent(table.column("reason")) for table in validated])
     # rows are in (object key, line number) order, so a key's first position is its winner
-    repeat_rows, winner_rows = _repeats([item.dedupe for item in checked], row_starts[:-1], pool)
-    conflict = ~_same_payload(lines_table, repeat_rows, winner_rows)
+    repeat_rows, winner_rows = _repeats([item.dedupe for item in checked], lines.starts[:-1], pool)
+    conflict = ~_same_payload(lines, repeat_rows, winner_rows)
 
     def keyed(rows: np.ndarray, *columns: str) -> pa.Table:
-        picked = lines_table.select(["object_index", *columns]).take(pa.array(rows, pa.int64()))
-        return picked.set_column(0, "object_key", object_keys.take(picked.column("object_index")))
+        return lines.take(rows, columns)
 
     accepted = passed.copy()
     accepted[repeat_rows] = False
-    # each batch holds one object's rows (tables are concatenated per object): its accepted
-    # rows and its key are taken object by object, side by side
-    batches = lines_table.select(["object_index"] + USAGE_EVENTS_SCHEMA.names[1:]).to_batches()
-    starts = np.cumsum([0] + [batch.num_rows for batch in batches])
 
-    def accepted_events(index: int) -> pa.RecordBatch:
-        keep = accepted[starts[index]:starts[index + 1]]
-        batch = batches[index] if keep.all() else batches[index].filter(pa.array(keep))
-        key = pa.repeat(object_keys[batches[index].column(0)[0].as_py()], batch.num_rows)
-        return pa.RecordBatch.from_arrays([key, *batch.columns[1:]], schema=USAGE_EVENTS_SCHEMA)
+    def accepted_events(index: int) -> pa.RecordBatch:  # object by object, side by side
+        table = validated[index].select(USAGE_EVENTS_SCHEMA.names[1:])
+        keep = accepted[lines.starts[index]:lines.starts[index + 1]]
+        table = table if keep.all() else table.filter(pa.array(keep))
+        key = pa.repeat(pa.scalar(lines.keys[index], pa.string()), table.num_rows)
+        return pa.Table.from_arrays([key, *table.columns], schema=USAGE_EVENTS_SCHEMA)
 
-    result.events = pa.Table.from_batches(list(pool.map(accepted_events, range(len(batches)))), schema=USAGE_EVENTS_SCHEMA)
+    result.events = pa.concat_tables(list(pool.map(accepted_events, range(len(validated)))))
     duplicates = keyed(repeat_rows[~conflict], "line_number", "source", "event_id")
     winners = keyed(winner_rows[~conflict], "line_number")
     result.duplicates = pa.table({
@@ -725,7 +748,7 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
         "first_object_key": winners.column("object_key"), "first_line_number": winners.column("line_number"),
     }, schema=DUPLICATE_EVENTS_SCHEMA)
 
-    conflicts = keyed(repeat_rows[conflict], "line_number", "source", "event_id", "raw_position")
+    conflicts = keyed(repeat_rows[conflict], "line_number", "source", "event_id")
     conflict_winners = keyed(winner_rows[conflict], "line_number")
     conflict_table = pa.table({
         "object_key": conflicts.column("object_key"), "line_number": conflicts.column("line_number"),
@@ -737,9 +760,9 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
                 conflicts.column("source").to_pylist(), conflicts.column("event_id").to_pylist(),
                 conflict_winners.column("object_key").to_pylist(), conflict_winners.column("line_number").to_pylist())
         ], pa.string()),
-        "raw_position": conflicts.column("raw_position"),
+        "position": conflicts.column("position"),
     })
-    line_rejects = keyed(np.flatnonzero(~passed), "line_number", "reason", "detail", "raw_position")
+    line_rejects = keyed(np.flatnonzero(~passed), "line_number", "reason", "detail")
     rejects = pa.concat_tables([line_rejects, conflict_table.select(line_rejects.column_names)])
     rejects = rejects.take(pc.sort_indices(rejects, [("object_key", "ascending"), ("line_number", "ascending")]))
     result.quarantined = pa.concat_tables([
@@ -752,11 +775,11 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
     for raw in ordered:  # a conflict is found after its object was let go: read that object again
         if raw.key in conflicted_keys:
             lines = read_object_lines(raw.key, raw.read()).lines
-            positions = conflicts.filter(pc.equal(conflicts.column("object_key"), raw.key)).column("raw_position")
+            positions = conflicts.filter(pc.equal(conflicts.column("object_key"), raw.key)).column("position")
             text_of[raw.key] |= dict(zip(positions.to_pylist(), lines.take(positions).to_pylist()))
     result.quarantined_lines = [
         {"object_key": row["object_key"], "line_number": row["line_number"], "reason": row["reason"],
-         "detail": row["detail"], "line": text_of[row["object_key"]][row["raw_position"]]}
+         "detail": row["detail"], "line": text_of[row["object_key"]][row["position"]]}
         for row in rejects.to_pylist()
     ] + [entry | {"line": None} for entry in file_rows]
     return result

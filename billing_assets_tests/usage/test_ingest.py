@@ -13,7 +13,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from billing_assets.usage.ingest import (
-    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _bucketed, _charset_matches, _repeats, _rfc3339_matches, _tails,
+    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _bucketed, _charset_matches, _PartitionLines, _repeats,
+    _rfc3339_matches, _tails,
 )
 from billing_assets.usage.parsing import parse_object, read_object_lines
 from billing_assets_tests.usage.helpers import DAY, LANDED, event, ingest, raw, reasons
@@ -257,6 +258,18 @@ def test_repeats_are_the_rows_of_keys_seen_before_with_their_first_row(objects, 
     with ThreadPoolExecutor(2) as pool:
         repeat_rows, first_rows = _repeats(bucketed, row_starts, pool, keys_per_bucket)
     assert list(zip(repeat_rows.tolist(), first_rows.tolist())) == expected
+
+
+def test_partition_lines_are_taken_in_the_order_asked_for():
+    # rows are numbered across the objects: a0 a1 | (none) | c0 c1 c2, the last in two chunks
+    lines = _PartitionLines(["a", "b", "c"], [pa.table({"v": ["a0", "a1"]}), pa.table({"v": pa.array([], pa.string())}),
+                                              pa.table({"v": pa.chunked_array([["c0"], ["c1", "c2"]])})])
+    taken = lines.take(np.array([3, 0, 4, 1, 2]), ["v"])
+    assert taken.to_pylist() == [
+        {"v": "c1", "object_key": "c", "position": 1}, {"v": "a0", "object_key": "a", "position": 0},
+        {"v": "c2", "object_key": "c", "position": 2}, {"v": "a1", "object_key": "a", "position": 1},
+        {"v": "c0", "object_key": "c", "position": 0}]
+    assert lines.take(np.array([], dtype=np.int64), ["v"]).num_rows == 0
 
 
 @pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
