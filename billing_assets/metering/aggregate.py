@@ -37,10 +37,14 @@ def meter_day(day: date, events: pa.Table, aggregation: dict[str, str]) -> pa.Ta
     totals = totals.append_column("aggregation", pa.array(
         [aggregation[name] for name in totals.column("meter").to_pylist()], pa.string()))
 
+    # each event's meter looked up once; the rows of one kind of meter are then picked by number
+    meter_names = sorted(aggregation)
+    meter_number = pc.index_in(events.column("meter"), value_set=pa.array(meter_names, pa.string())).to_numpy(
+        zero_copy_only=False)
+
     def meters_aggregated_by(kind: str, *columns: str) -> pa.Table:
-        names = pa.array([name for name, rule in aggregation.items() if rule == kind], pa.string())
-        picked = events.select([*_KEYS, *columns])
-        return picked.filter(pc.is_in(picked.column("meter"), value_set=names))
+        numbers = [number for number, name in enumerate(meter_names) if aggregation[name] == kind]
+        return events.select([*_KEYS, *columns]).filter(pa.array(np.isin(meter_number, numbers)))
 
     # latest: the event with the greatest timestamp, ties broken by the greatest event_id. The
     # sort keys are the instant first so that strings are only compared between equal instants;
