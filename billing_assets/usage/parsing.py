@@ -167,7 +167,8 @@ _SCAN_WINDOW = 1 << 20
 def _newline_positions(data: bytes) -> np.ndarray:
     array = np.frombuffer(data, dtype=np.uint8)
     # in windows: each comparison's temporary stays in cache
-    found = [np.flatnonzero(array[start:start + _SCAN_WINDOW] == ord("\n")) + start for start in range(0, len(array), _SCAN_WINDOW)]
+    found = [np.flatnonzero(array[start:start + _SCAN_WINDOW] == ord("\n")) + start
+             for start in range(0, len(array), _SCAN_WINDOW)]
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
@@ -392,7 +393,8 @@ def _read_json(data: pa.Buffer, schema: pa.Schema) -> pa.Table:
         # "2026-01-05") and the text is gone: declare those properties as text and read again
         # (each round declares at least one more name, so this ends)
         position = schema.get_field_index("properties")
-        declared = (list(schema.field(position).type) if position >= 0 else []) + [pa.field(name, pa.string()) for name in stamped]
+        declared = list(schema.field(position).type) if position >= 0 else []
+        declared += [pa.field(name, pa.string()) for name in stamped]
         properties = pa.field("properties", pa.struct(declared))
         schema = schema.set(position, properties) if position >= 0 else schema.append(properties)
         block = _read_json_once(data, schema)

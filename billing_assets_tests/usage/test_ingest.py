@@ -248,7 +248,8 @@ def test_repeats_are_the_rows_of_keys_seen_before_with_their_first_row(objects, 
                 expected.append((row_start + row, first))
     # any number that is equal for equal keys may spread them over buckets
     spreads = {"tails": lambda array: _tails(array),
-               "first byte": lambda array: np.array([key.encode()[0] if key else 7 for key in array.to_pylist()], dtype=np.uint16),
+               "first byte": lambda array: np.array([key.encode()[0] if key else 7 for key in array.to_pylist()],
+                                                    dtype=np.uint16),
                "top": lambda array: np.array([0xFFFF - len(key) for key in array.to_pylist()], dtype=np.uint16),
                "none": lambda array: np.zeros(len(array), dtype=np.uint16)}
     bucketed = []
