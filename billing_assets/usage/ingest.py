@@ -637,8 +637,9 @@ def _bucketed(keys: pa.Array, tails: np.ndarray, rows: np.ndarray) -> _BucketedK
 
 def _repeats(objects: list[_BucketedKeys], row_starts: Sequence[int], pool: ThreadPoolExecutor,
              keys_per_bucket: int = _KEYS_PER_BUCKET) -> tuple[np.ndarray, np.ndarray]:
-    """Every row whose key occurred before (``row_starts[i]`` + row numbers object ``i``'s
-    rows, in the partition's order), ascending, and the row of that key's first occurrence.
+    """Every row whose key occurred before, ascending, and the row of that key's first
+    occurrence (rows are numbered across the partition: object ``i``'s row ``r`` is
+    ``row_starts[i] + r``).
     Hashing two million keys is the slowest single step of a partition, so it is shared out:
     each object put its keys in fine buckets as it was prepared; here runs of neighbouring fine
     buckets, together about ``keys_per_bucket`` keys, are deduplicated side by side (Arrow's
@@ -720,36 +721,33 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
         return result
 
     checked = [item for item in prepared if item.checked is not None]
-    lines = _PartitionLines([item.key for item in checked], validated)
+    partition = _PartitionLines([item.key for item in checked], validated)
     passed = np.concatenate([_absent(table.column("reason")) for table in validated])
     # rows are in (object key, line number) order, so a key's first position is its winner
-    repeat_rows, winner_rows = _repeats([item.dedupe for item in checked], lines.starts[:-1], pool)
-    conflict = ~_same_payload(lines, repeat_rows, winner_rows)
-
-    def keyed(rows: np.ndarray, *columns: str) -> pa.Table:
-        return lines.take(rows, columns)
+    repeat_rows, winner_rows = _repeats([item.dedupe for item in checked], partition.starts[:-1], pool)
+    conflict = ~_same_payload(partition, repeat_rows, winner_rows)
 
     accepted = passed.copy()
     accepted[repeat_rows] = False
 
-    def accepted_events(index: int) -> pa.RecordBatch:  # object by object, side by side
+    def accepted_events(index: int) -> pa.Table:  # object by object, side by side
         table = validated[index].select(USAGE_EVENTS_SCHEMA.names[1:])
-        keep = accepted[lines.starts[index]:lines.starts[index + 1]]
+        keep = accepted[partition.starts[index]:partition.starts[index + 1]]
         table = table if keep.all() else table.filter(pa.array(keep))
-        key = pa.repeat(pa.scalar(lines.keys[index], pa.string()), table.num_rows)
+        key = pa.repeat(pa.scalar(partition.keys[index], pa.string()), table.num_rows)
         return pa.Table.from_arrays([key, *table.columns], schema=USAGE_EVENTS_SCHEMA)
 
     result.events = pa.concat_tables(list(pool.map(accepted_events, range(len(validated)))))
-    duplicates = keyed(repeat_rows[~conflict], "line_number", "source", "event_id")
-    winners = keyed(winner_rows[~conflict], "line_number")
+    duplicates = partition.take(repeat_rows[~conflict], ["line_number", "source", "event_id"])
+    winners = partition.take(winner_rows[~conflict], ["line_number"])
     result.duplicates = pa.table({
         "object_key": duplicates.column("object_key"), "line_number": duplicates.column("line_number"),
         "source": duplicates.column("source"), "event_id": duplicates.column("event_id"),
         "first_object_key": winners.column("object_key"), "first_line_number": winners.column("line_number"),
     }, schema=DUPLICATE_EVENTS_SCHEMA)
 
-    conflicts = keyed(repeat_rows[conflict], "line_number", "source", "event_id")
-    conflict_winners = keyed(winner_rows[conflict], "line_number")
+    conflicts = partition.take(repeat_rows[conflict], ["line_number", "source", "event_id"])
+    conflict_winners = partition.take(winner_rows[conflict], ["line_number"])
     conflict_table = pa.table({
         "object_key": conflicts.column("object_key"), "line_number": conflicts.column("line_number"),
         "reason": pa.array([Reason.DUPLICATE_CONFLICT.value] * conflicts.num_rows, pa.string()),
@@ -762,7 +760,7 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
         ], pa.string()),
         "position": conflicts.column("position"),
     })
-    line_rejects = keyed(np.flatnonzero(~passed), "line_number", "reason", "detail")
+    line_rejects = partition.take(np.flatnonzero(~passed), ["line_number", "reason", "detail"])
     rejects = pa.concat_tables([line_rejects, conflict_table.select(line_rejects.column_names)])
     rejects = rejects.take(pc.sort_indices(rejects, [("object_key", "ascending"), ("line_number", "ascending")]))
     result.quarantined = pa.concat_tables([
