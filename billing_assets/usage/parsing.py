@@ -444,9 +444,8 @@ def _plainly_simple(text: bytes, newlines: int, lines_open_with_brace: bool) -> 
     """True when a few byte scans prove that neither ``_NEEDS_REFERENCE_READER`` nor
     ``_STRING_QUANTITY`` matches ``text``: an object's non-blank lines (each opening with '{'
     if ``lines_open_with_brace``) joined by its ``newlines`` newline bytes, perhaps with blank
-    lines between. False when they can't tell,
-    and the regex must. Producers write plain lines, and these scans cost a third of running the
-    regex over the object."""
+    lines between. False when they can't tell, and the regex must. Producers write plain lines,
+    and these scans cost a third of running the regex over the object."""
     if b"\\" in text or b"\xee" in text:  # an escape; a private-use character (our marks)
         return False
     if (b"N" in text and b"NaN" in text) or (b"I" in text and b"Infinity" in text):
