@@ -714,13 +714,13 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
     )
     file_rows = [{"object_key": item.key, "line_number": None, "reason": Reason.UNREADABLE_FILE.value,
                   "detail": item.unreadable} for item in prepared if item.unreadable]
-    validated = [item.checked for item in prepared if item.checked is not None]
+    checked = [item for item in prepared if item.checked is not None]
+    validated = [item.checked for item in checked]
     if not validated:
         result.quarantined = pa.Table.from_pylist(file_rows, schema=QUARANTINED_EVENTS_SCHEMA)
         result.quarantined_lines = [entry | {"line": None} for entry in file_rows]
         return result
 
-    checked = [item for item in prepared if item.checked is not None]
     partition = _PartitionLines([item.key for item in checked], validated)
     passed = np.concatenate([_absent(table.column("reason")) for table in validated])
     # rows are in (object key, line number) order, so a key's first position is its winner

@@ -124,7 +124,8 @@ def read_object_lines(key: str, body: bytes) -> ObjectLines:
         offset = _first_invalid_utf8(data)
         return ObjectLines(key, len(body), unreadable=f"not UTF-8 (invalid byte at offset {offset})")
     newline_at = _newline_positions(data)
-    if b"\r" not in data:  # the producers' layout: every line opens with '{', so none is blank
+    has_cr = b"\r" in data
+    if not has_cr:  # the producers' layout: every line opens with '{', so none is blank
         starts = np.concatenate(([0], newline_at + 1))
         if starts[-1] == len(data):
             starts = starts[:-1]  # nothing after the final newline
@@ -133,7 +134,7 @@ def read_object_lines(key: str, body: bytes) -> ObjectLines:
                                newlines=len(newline_at), longest_line=_longest(starts, newline_at, len(data)),
                                lines_open_with_brace=True)
     lines = _split(data)
-    if b"\r" in data:
+    if has_cr:
         lines = pc.replace_substring_regex(lines, r"\r$", "")
     numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
     blank = pc.equal(pc.binary_length(pc.ascii_trim_whitespace(lines)), 0)
@@ -446,13 +447,13 @@ def _plainly_simple(text: bytes, newlines: int, lines_open_with_brace: bool) -> 
     if ``lines_open_with_brace``) joined by its ``newlines`` newline bytes, perhaps with blank
     lines between. False when they can't tell, and the regex must. Producers write plain lines,
     and these scans cost a third of running the regex over the object."""
-    if b"\\" in text or b"\xee" in text:  # an escape; a private-use character (our marks)
-        return False
-    if (b"N" in text and b"NaN" in text) or (b"I" in text and b"Infinity" in text):
-        return False
     # every non-blank line opens with '{'; blank lines are spaces only (no tab or CR, below), so
     # no "\s*" of the patterns can reach from one line into the next
     if not lines_open_with_brace:
+        return False
+    if b"\\" in text or b"\xee" in text:  # an escape; a private-use character (our marks)
+        return False
+    if (b"N" in text and b"NaN" in text) or (b"I" in text and b"Infinity" in text):
         return False
     data = np.frombuffer(text, dtype=np.uint8)
     control = 0
