@@ -3,7 +3,6 @@
 
 import gzip
 import hashlib
-import json
 from datetime import date
 
 import dagster as dg
@@ -14,6 +13,7 @@ from billing_assets.partitions import daily_usage_partitions
 from billing_assets.reference.assets import REFERENCE_ASSET_KEYS, read_reference
 from billing_assets.reference.loading import ReferenceData
 from billing_assets.usage.ingest import IngestResult, RawObject, ingest_partition
+from billing_assets.usage.quarantine import quarantine_jsonl
 from billing_assets.usage.schemas import DuplicateEvent, QuarantinedEvent, UsageEvent
 
 USAGE_TABLES = ("usage_events", "quarantined_events", "duplicate_events")
@@ -50,8 +50,8 @@ def _write_quarantine(lake: BillingLake, day: str, result: IngestResult) -> None
     """Rejected lines with their raw text, and copies of unreadable objects, under quarantine/.
     Raw text may hold personal data (IPs): this prefix keeps raw data's access rules."""
     prefix = quarantine_prefix(day)
-    lines = "".join(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n" for entry in result.quarantined_lines)
-    lake.put_bytes(f"{prefix}lines.jsonl.gz", gzip.compress(lines.encode(), mtime=0), "application/gzip")
+    lake.put_bytes(f"{prefix}lines.jsonl.gz", gzip.compress(quarantine_jsonl(result.quarantined_lines), mtime=0),
+                   "application/gzip")
     wanted = {f"{prefix}files/{key.removeprefix(raw_prefix(day))}": key for key in result.unreadable_objects}
     stale = [item.key for item in lake.list_objects(f"{prefix}files/") if item.key not in wanted]
     if stale:

@@ -38,6 +38,7 @@ from billing_assets.usage.parsing import (
     value_data,
     value_offsets,
 )
+from billing_assets.usage.quarantine import QUARANTINE_RECORD_SCHEMA
 from billing_assets.usage.reasons import Reason
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -127,7 +128,7 @@ class IngestResult:
     events: pa.Table
     quarantined: pa.Table
     duplicates: pa.Table
-    quarantined_lines: list[dict]
+    quarantined_lines: pa.Table  # QUARANTINE_RECORD_SCHEMA
     lines_read: int = 0
     bytes_read: int = 0
     objects_read: int = 0
@@ -238,8 +239,7 @@ def _field_problem(value: str, name: str, rule: str) -> str:
     return f"{name} {_shown(value)} is not {rule}"
 
 
-def _timestamp_problem(row: dict) -> str:
-    text = row["timestamp"]
+def _timestamp_problem(text: str) -> str:
     if re.fullmatch(NAIVE_TIMESTAMP_PATTERN, text):
         return f"timestamp {_shown(text)} has no UTC offset (Z or ±HH:MM)"
     return f"timestamp {_shown(text)} is not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.fraction] with Z or ±HH:MM)"
@@ -307,7 +307,61 @@ class _PartitionContext:
 class _Check:
     reason: Reason
     failed: np.ndarray
-    detail: Callable[[dict], str]
+    # the detail of every row this check rejects: one text for all, or built from the rows'
+    # columns (``at(name)`` gives a column at those rows)
+    detail: str | Callable[[Callable[[str], pa.Array | np.ndarray]], pa.Array]
+
+
+def _per_value(values: pa.Array, text: Callable[[str | None], str]) -> pa.Array:
+    """``text`` of each value, worked out once per distinct value."""
+    encoded = values.dictionary_encode()
+    texts = pa.array([text(value) for value in encoded.dictionary.to_pylist()], pa.string())
+    return texts.take(encoded.indices) if len(texts) else pa.nulls(len(values), pa.string())
+
+
+def _joined(*parts) -> pa.Array:
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _reasons_and_details(first: np.ndarray, checks: list[_Check], columns: dict[str, pa.Array],
+                         derived: dict[str, pa.Array | np.ndarray]) -> tuple[pa.Array, pa.Array]:
+    """The reason and detail columns: null for rows that pass; for a rejected row, those of the
+    first failing check (index 0: the parser's own verdict, ``first`` -1: none failed)."""
+    n = len(first)
+    if not (first >= 0).any():
+        return pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
+    order = np.argsort(first, kind="stable")
+    bounds = np.searchsorted(first[order], np.arange(-1, len(checks) + 2))  # where each value starts, and the end
+    reason_parts, detail_parts, row_parts = [], [], []
+    for index in range(len(checks) + 1):
+        rows = order[bounds[index + 1]:bounds[index + 2]]
+        if not len(rows):
+            continue
+        taken = pa.array(rows)
+        if index == 0:
+            reason = columns["parse_reason"].take(taken)
+            detail = columns["parse_detail"].take(taken)
+        else:
+            check = checks[index - 1]
+            reason = pa.repeat(pa.scalar(check.reason.value, pa.string()), len(rows))
+            if isinstance(check.detail, str):
+                detail = pa.repeat(pa.scalar(check.detail, pa.string()), len(rows))
+            else:
+                def at(name: str, rows=rows, taken=taken):
+                    source = derived.get(name, columns.get(name))
+                    return source[rows] if isinstance(source, np.ndarray) else source.take(taken)
+                detail = check.detail(at)
+        reason_parts.append(reason)
+        detail_parts.append(detail)
+        row_parts.append(rows)
+    rows = np.concatenate(row_parts)
+    # scatter back to row order: rows that passed take a null from the end
+    where = np.full(n, len(rows), dtype=np.int64)
+    where[rows] = np.arange(len(rows))
+    scatter = pa.array(where)
+    reasons = pa.concat_arrays([*reason_parts, pa.nulls(1, pa.string())]).take(scatter)
+    details = pa.concat_arrays([*(part.cast(pa.string()) for part in detail_parts), pa.nulls(1, pa.string())]).take(scatter)
+    return reasons, details
 
 
 def _timestamps(column: pa.Array, well_formed: np.ndarray) -> np.ndarray:
@@ -425,74 +479,71 @@ def _validate_object(parsed: pa.Table, last_modified: datetime, ctx: _PartitionC
     known_customer = customer_index < len(ctx.customers)
     under_contract = ctx.contracted[customer_index]
 
-    def value(name):
-        return lambda row: _shown(row[name])
+    day_text = ctx.day.isoformat()
+    landed_text = last_modified.astimezone(timezone.utc).isoformat()
 
+    def field_problem(name: str, rule: str) -> Callable:
+        return lambda at: _per_value(at(name), lambda value: _field_problem(value, name, rule))
+
+    def kind_of(name: str) -> Callable:
+        return lambda at: _per_value(at(name), lambda value: f"{name} must be a string, got a {_kind(value)}")
+
+    def of_meter(text: Callable[[str], str]) -> Callable:
+        return lambda at: _per_value(at("meter"), text)
+
+    # details are built column-wise for the rejected rows of each check. A value that passed the
+    # earlier checks is plain ASCII (an RFC 3339 timestamp, a customer id of [A-Za-z0-9_-]), so
+    # quoting it is what ``_shown`` (repr) would give; anything else goes through ``_shown``
+    # once per distinct value
     checks = [
-        _Check(Reason.MISSING_FIELD, null["event_id"], lambda row: "missing field 'event_id'"),
-        _Check(Reason.MISSING_FIELD, null["timestamp"], lambda row: "missing field 'timestamp'"),
-        _Check(Reason.MISSING_FIELD, null["meter"], lambda row: "missing field 'meter'"),
-        _Check(Reason.MISSING_FIELD, null["customer_id"] & null["ip"],
-               lambda row: "missing field: neither 'customer_id' nor 'ip' is given"),
+        _Check(Reason.MISSING_FIELD, null["event_id"], "missing field 'event_id'"),
+        _Check(Reason.MISSING_FIELD, null["timestamp"], "missing field 'timestamp'"),
+        _Check(Reason.MISSING_FIELD, null["meter"], "missing field 'meter'"),
+        _Check(Reason.MISSING_FIELD, null["customer_id"] & null["ip"], "missing field: neither 'customer_id' nor 'ip' is given"),
         _Check(Reason.INVALID_FIELD, ~_charset_matches(event_id, EVENT_ID),
-               lambda row: _field_problem(row["event_id"], "event_id", "1-128 characters of [A-Za-z0-9._:-]")),
+               field_problem("event_id", "1-128 characters of [A-Za-z0-9._:-]")),
         _Check(Reason.INVALID_FIELD, ~null["source"] & ~_charset_matches(source, SOURCE),
-               lambda row: _field_problem(row["source"], "source", "up to 128 characters of [A-Za-z0-9._:-]")),
-        _Check(Reason.INVALID_FIELD, _typed(stamp), lambda row: f"timestamp must be a string, got a {_kind(row['timestamp'])}"),
-        _Check(Reason.INVALID_FIELD, _typed(meter), lambda row: f"meter must be a string, got a {_kind(row['meter'])}"),
+               field_problem("source", "up to 128 characters of [A-Za-z0-9._:-]")),
+        _Check(Reason.INVALID_FIELD, _typed(stamp), kind_of("timestamp")),
+        _Check(Reason.INVALID_FIELD, _typed(meter), kind_of("meter")),
         _Check(Reason.INVALID_FIELD, ~null["customer_id"] & ~_charset_matches(customer, CUSTOMER_ID),
-               lambda row: _field_problem(row["customer_id"], "customer_id", "1-64 characters of [A-Za-z0-9_-]")),
-        _Check(Reason.INVALID_FIELD, ~null["ip"] & _typed(ip), lambda row: f"ip must be a string, got a {_kind(row['ip'])}"),
-        _Check(Reason.INVALID_FIELD, ~null["ip"] & ~ip_valid, lambda row: f"ip {_shown(row['ip'])} is not an IPv4 or IPv6 address"),
+               field_problem("customer_id", "1-64 characters of [A-Za-z0-9_-]")),
+        _Check(Reason.INVALID_FIELD, ~null["ip"] & _typed(ip), kind_of("ip")),
+        _Check(Reason.INVALID_FIELD, ~null["ip"] & ~ip_valid,
+               lambda at: _per_value(at("ip"), lambda value: f"ip {_shown(value)} is not an IPv4 or IPv6 address")),
         _Check(Reason.INVALID_FIELD, ~_mask(col["properties_valid"]),
-               lambda row: "properties must be an object whose values are strings or numbers"),
-        _Check(Reason.INVALID_TIMESTAMP, ~well_formed, _timestamp_problem),
-        _Check(Reason.INVALID_TIMESTAMP, ts_ns == NOT_AN_INSTANT,
-               lambda row: f"timestamp {_shown(row['timestamp'])} is not a real date and time"),
-        _Check(Reason.FUTURE_TIMESTAMP, ts_ns > deadline_ns,
-               lambda row: f"timestamp {_shown(row['timestamp'])} is more than 5 minutes after the object landed "
-                           f"({last_modified.astimezone(timezone.utc).isoformat()})"),
-        _Check(Reason.PARTITION_MISMATCH, (ts_ns // _NS_PER_DAY) != day_ordinal,
-               lambda row: f"timestamp {_shown(row['timestamp'])} is on "
-                           f"{(date(1970, 1, 1) + timedelta(days=int(row['ts_ns'] // _NS_PER_DAY))).isoformat()} UTC, "
-                           f"not in partition {ctx.day.isoformat()}"),
-        _Check(Reason.UNKNOWN_METER, unknown_meter,
-               lambda row: f"meter {_shown(row['meter'])} is not in {METERS_KEY}"),
+               "properties must be an object whose values are strings or numbers"),
+        _Check(Reason.INVALID_TIMESTAMP, ~well_formed, lambda at: _per_value(at("timestamp"), _timestamp_problem)),
+        _Check(Reason.INVALID_TIMESTAMP, ts_ns == NOT_AN_INSTANT, lambda at: _per_value(
+            at("timestamp"), lambda value: f"timestamp {_shown(value)} is not a real date and time")),
+        _Check(Reason.FUTURE_TIMESTAMP, ts_ns > deadline_ns, lambda at: _joined(
+            "timestamp '", at("timestamp"), f"' is more than 5 minutes after the object landed ({landed_text})")),
+        _Check(Reason.PARTITION_MISMATCH, (ts_ns // _NS_PER_DAY) != day_ordinal, lambda at: _joined(
+            "timestamp '", at("timestamp"), "' is on ",
+            pa.array(at("ts_ns") // _NS_PER_DAY, pa.int32()).cast(pa.date32()).cast(pa.string()),
+            f" UTC, not in partition {day_text}")),
+        _Check(Reason.UNKNOWN_METER, unknown_meter, of_meter(lambda value: f"meter {_shown(value)} is not in {METERS_KEY}")),
         _Check(Reason.INVALID_QUANTITY, needs_quantity & _absent(col["quantity"]),
-               lambda row: f"meter '{row['meter']}' ({ctx.aggregation[row['meter']]}) needs a quantity"),
-        _Check(Reason.INVALID_QUANTITY, quantity_error, lambda row: quantity_errors[row["position"]]),
-        _Check(Reason.INVALID_QUANTITY, is_unique & _absent(unique_value),
-               lambda row: f"meter '{row['meter']}' counts distinct properties.{ctx.meter_field[row['meter']]}, "
-                           "which this event does not have"),
+               of_meter(lambda value: f"meter '{value}' ({ctx.aggregation[value]}) needs a quantity")),
+        _Check(Reason.INVALID_QUANTITY, quantity_error,
+               lambda at: pa.array([quantity_errors[row] for row in at("position").tolist()], pa.string())),
+        _Check(Reason.INVALID_QUANTITY, is_unique & _absent(unique_value), of_meter(
+            lambda value: f"meter '{value}' counts distinct properties.{ctx.meter_field[value]}, "
+                          "which this event does not have")),
         _Check(Reason.UNKNOWN_CUSTOMER, ~null["customer_id"] & ~known_customer,  # resolved is customer_id here
-               lambda row: f"customer_id {_shown(row['customer_id'])} is not in {CUSTOMERS_KEY}"),
+               lambda at: _joined("customer_id '", pc.utf8_slice_codeunits(at("customer_id"), 0, 60),
+                                  f"' is not in {CUSTOMERS_KEY}")),
         _Check(Reason.UNATTRIBUTED_IP, null["customer_id"] & _absent(resolved),
-               lambda row: f"ip in {ip_prefix[row['position']].as_py()} is in no CIDR block allocated on "
-                           f"{ctx.day.isoformat()}"),
+               lambda at: _joined("ip in ", at("ip_prefix"), f" is in no CIDR block allocated on {day_text}")),
         _Check(Reason.NO_ACTIVE_CONTRACT, ~under_contract,
-               lambda row: f"customer '{row['resolved']}' has no contract covering {ctx.day.isoformat()}"),
+               lambda at: _joined("customer '", at("resolved"), f"' has no contract covering {day_text}")),
     ]
     parse_failed = _mask(pc.is_valid(col["parse_reason"]))
     failed = np.vstack([parse_failed] + [check.failed for check in checks])
     failing = failed.any(axis=0)
     first = np.where(failing, failed.argmax(axis=0), -1) if failing.any() else np.full(n, -1)
-    rejected = np.flatnonzero(first >= 0)
-    reasons = pa.nulls(n, pa.string())
-    details = pa.nulls(n, pa.string())
-    if len(rejected):
-        reason_of = np.full(n, None, dtype=object)
-        detail_of = np.full(n, None, dtype=object)
-        rows = parsed.take(pa.array(rejected)).to_pylist()
-        resolved_values = resolved.take(pa.array(rejected)).to_pylist()
-        for position, row, owner in zip(rejected.tolist(), rows, resolved_values):
-            index = first[position]
-            if index == 0:
-                reason_of[position], detail_of[position] = row["parse_reason"], row["parse_detail"]
-                continue
-            check = checks[index - 1]
-            row.update(position=position, resolved=owner, ts_ns=int(ts_ns[position]))
-            reason_of[position], detail_of[position] = check.reason.value, check.detail(row)
-        reasons, details = pa.array(reason_of, pa.string()), pa.array(detail_of, pa.string())
+    reasons, details = _reasons_and_details(first, checks, col, {
+        "resolved": resolved, "ip_prefix": ip_prefix, "ts_ns": ts_ns, "position": np.arange(n)})
 
     defaulted = aggregated_by(*DEFAULT_ONE) & _absent(quantity)
     if defaulted.any():
@@ -569,7 +620,7 @@ class _PreparedObject:
     line_count: int = 0
     checked: pa.Table | None = None
     ignored_fields: int = 0
-    rejected_text: dict[int, str] = field(default_factory=dict)  # raw position → raw line
+    rejected_lines: pa.Array | None = None  # the raw text of the rejected lines, in line order
     dedupe: "_BucketedKeys | None" = None  # the dedupe keys of the lines that passed every check
 
 
@@ -596,7 +647,7 @@ def _prepare_object(raw: RawObject, ctx: _PartitionContext) -> _PreparedObject:
                                 np.flatnonzero(passed))
     rejected = np.flatnonzero(~passed)
     if len(rejected):
-        prepared.rejected_text = dict(zip(rejected.tolist(), lines.lines.take(pa.array(rejected)).to_pylist()))
+        prepared.rejected_lines = lines.lines.take(pa.array(rejected))
     return prepared
 
 
@@ -705,7 +756,7 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
     """Dedupe the partition's checked lines and assemble the three tables."""
     result = IngestResult(
         events=USAGE_EVENTS_SCHEMA.empty_table(), quarantined=QUARANTINED_EVENTS_SCHEMA.empty_table(),
-        duplicates=DUPLICATE_EVENTS_SCHEMA.empty_table(), quarantined_lines=[],
+        duplicates=DUPLICATE_EVENTS_SCHEMA.empty_table(), quarantined_lines=QUARANTINE_RECORD_SCHEMA.empty_table(),
         objects_read=len(ordered), bytes_read=sum(item.bytes_read for item in prepared),
         lines_read=sum(item.line_count for item in prepared),
         ignored_fields=sum(item.ignored_fields for item in prepared),
@@ -718,7 +769,7 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
     validated = [item.checked for item in checked]
     if not validated:
         result.quarantined = pa.Table.from_pylist(file_rows, schema=QUARANTINED_EVENTS_SCHEMA)
-        result.quarantined_lines = [entry | {"line": None} for entry in file_rows]
+        result.quarantined_lines = _records(result.quarantined, pa.nulls(len(file_rows), pa.large_string()))
         return result
 
     partition = _PartitionLines([item.key for item in checked], validated)
@@ -750,34 +801,52 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
     conflict_winners = partition.take(winner_rows[conflict], ["line_number"])
     conflict_table = pa.table({
         "object_key": conflicts.column("object_key"), "line_number": conflicts.column("line_number"),
-        "reason": pa.array([Reason.DUPLICATE_CONFLICT.value] * conflicts.num_rows, pa.string()),
-        "detail": pa.array([
-            f"(source {source!r}, event_id {event_id!r}) was first seen at {first_key} line {first_line} "
-            "with a different payload"
-            for source, event_id, first_key, first_line in zip(
-                conflicts.column("source").to_pylist(), conflicts.column("event_id").to_pylist(),
-                conflict_winners.column("object_key").to_pylist(), conflict_winners.column("line_number").to_pylist())
-        ], pa.string()),
+        "reason": pa.repeat(pa.scalar(Reason.DUPLICATE_CONFLICT.value, pa.string()), conflicts.num_rows),
+        # source and event_id passed their charsets: quoted, they are their own repr
+        "detail": _joined("(source '", conflicts.column("source"), "', event_id '", conflicts.column("event_id"),
+                          "') was first seen at ", conflict_winners.column("object_key"), " line ",
+                          conflict_winners.column("line_number").cast(pa.string()), " with a different payload"),
         "position": conflicts.column("position"),
     })
     line_rejects = partition.take(np.flatnonzero(~passed), ["line_number", "reason", "detail"])
     rejects = pa.concat_tables([line_rejects, conflict_table.select(line_rejects.column_names)])
     rejects = rejects.take(pc.sort_indices(rejects, [("object_key", "ascending"), ("line_number", "ascending")]))
+    files = pa.Table.from_pylist(file_rows, schema=QUARANTINED_EVENTS_SCHEMA)
     result.quarantined = pa.concat_tables([
-        pa.Table.from_pylist(file_rows, schema=QUARANTINED_EVENTS_SCHEMA),
-        rejects.select(QUARANTINED_EVENTS_SCHEMA.names).cast(QUARANTINED_EVENTS_SCHEMA),
-    ]).combine_chunks()
-
-    text_of = {item.key: item.rejected_text for item in prepared}
-    conflicted_keys = set(conflicts.column("object_key").to_pylist())
-    for raw in ordered:  # a conflict is found after its object was let go: read that object again
-        if raw.key in conflicted_keys:
-            lines = read_object_lines(raw.key, raw.read()).lines
-            positions = conflicts.filter(pc.equal(conflicts.column("object_key"), raw.key)).column("position")
-            text_of[raw.key] |= dict(zip(positions.to_pylist(), lines.take(positions).to_pylist()))
-    result.quarantined_lines = [
-        {"object_key": row["object_key"], "line_number": row["line_number"], "reason": row["reason"],
-         "detail": row["detail"], "line": text_of[row["object_key"]][row["position"]]}
-        for row in rejects.to_pylist()
-    ] + [entry | {"line": None} for entry in file_rows]
+        files, rejects.select(QUARANTINED_EVENTS_SCHEMA.names).cast(QUARANTINED_EVENTS_SCHEMA)]).combine_chunks()
+    texts = _rejected_texts(ordered, checked, partition, passed, conflicts)
+    result.quarantined_lines = pa.concat_tables([
+        _records(rejects, texts), _records(files, pa.nulls(files.num_rows, pa.large_string()))])
     return result
+
+
+def _rejected_texts(ordered: list[RawObject], checked: list[_PreparedObject], partition: _PartitionLines,
+                    passed: np.ndarray, conflicts: pa.Table) -> pa.Array:
+    """The raw text of every quarantined line, in (object, line) order: rejected lines as kept
+    while their object was checked, conflicting copies read again (a conflict is found after
+    its object was let go)."""
+    conflict_positions: dict[str, np.ndarray] = {}
+    if conflicts.num_rows:
+        keys = conflicts.column("object_key").to_numpy(zero_copy_only=False)
+        positions = conflicts.column("position").to_numpy()
+        conflict_positions = {key: np.sort(positions[keys == key]) for key in set(keys.tolist())}
+    raw_of = {raw.key: raw for raw in ordered}
+    pieces = []
+    for index, item in enumerate(checked):
+        rejected = np.flatnonzero(~passed[partition.starts[index]:partition.starts[index + 1]])
+        texts = item.rejected_lines if item.rejected_lines is not None else pa.array([], pa.large_string())
+        again = conflict_positions.get(item.key)
+        if again is not None:
+            lines = read_object_lines(item.key, raw_of[item.key].read()).lines
+            rejected = np.concatenate([rejected, again])
+            texts = pa.concat_arrays([texts.cast(pa.large_string()), lines.take(pa.array(again)).cast(pa.large_string())])
+            texts = texts.take(pa.array(np.argsort(rejected, kind="stable")))
+        if len(texts):
+            pieces.append(texts.cast(pa.large_string()))
+    return pa.concat_arrays(pieces) if pieces else pa.array([], pa.large_string())
+
+
+def _records(rows: pa.Table, lines: pa.Array) -> pa.Table:
+    return pa.table({"object_key": rows.column("object_key"), "line_number": rows.column("line_number"),
+                     "reason": rows.column("reason"), "detail": rows.column("detail"), "line": lines},
+                    schema=QUARANTINE_RECORD_SCHEMA)

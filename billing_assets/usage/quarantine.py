@@ -1,0 +1,63 @@
+"""The quarantine prefix's record of rejected lines, written column-wise.
+
+Each record is what ``json.dumps(record, ensure_ascii=False, sort_keys=True)`` gives for
+``{"object_key", "line_number", "reason", "detail", "line"}`` (the raw line's text, null for a
+whole file), one a line. A day whose lines are mostly rejected writes millions of them: Arrow
+builds them all at once instead of one ``json.dumps`` per line.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+QUARANTINE_RECORD_SCHEMA = pa.schema([
+    ("object_key", pa.string()),
+    ("line_number", pa.int64()),
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+    ("line", pa.large_string()),
+])
+_CONTROL = r"[\x00-\x1f]"
+
+
+def json_strings(values: pa.Array) -> pa.Array:
+    """Each value as a JSON string literal as ``json.dumps(value, ensure_ascii=False)`` writes it
+    (``null`` for a missing one)."""
+    values = values.cast(pa.large_string())
+    escaped = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
+    literal = _join('"', escaped, '"')
+    controlled = pc.fill_null(pc.match_substring_regex(values, _CONTROL), False)
+    if pc.any(controlled).as_py():  # rare: control characters take json's own escapes
+        rows = np.flatnonzero(controlled.to_numpy(zero_copy_only=False))
+        texts = [json.dumps(value, ensure_ascii=False) for value in values.take(pa.array(rows)).to_pylist()]
+        mask = np.zeros(len(values), dtype=bool)
+        mask[rows] = True
+        literal = pc.replace_with_mask(literal, pa.array(mask), pa.array(texts, pa.large_string()))
+    return pc.fill_null(literal, pa.scalar("null", pa.large_string()))
+
+
+def _join(*parts) -> pa.Array:
+    """Concatenate large-string columns and literal texts, row by row (large: a day's raw
+    lines can pass 2 GiB)."""
+    parts = [pa.scalar(part, pa.large_string()) if isinstance(part, str) else part for part in parts]
+    return pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
+
+
+def quarantine_jsonl(records: pa.Table) -> bytes:
+    """``records`` (QUARANTINE_RECORD_SCHEMA) as JSON lines, keys in sorted order."""
+    if records.num_rows == 0:
+        return b""
+    number = pc.fill_null(records.column("line_number").cast(pa.large_string()), pa.scalar("null", pa.large_string()))
+    lines = _join(
+        '{"detail": ', json_strings(records.column("detail")), ', "line": ', json_strings(records.column("line")),
+        ', "line_number": ', number, ', "object_key": ', json_strings(records.column("object_key")),
+        ', "reason": ', json_strings(records.column("reason")), "}\n",
+    )
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    data, offsets = lines.buffers()[2], np.frombuffer(lines.buffers()[1], dtype=np.int64)
+    return data[offsets[lines.offset]:offsets[lines.offset + len(lines)]].to_pybytes()
