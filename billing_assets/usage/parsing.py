@@ -428,8 +428,8 @@ def _parse_whole(lines: ObjectLines, property_fields) -> pa.Table | None:
     if _plainly_simple(text, lines.newlines, lines.lines_open_with_brace) or not pc.any(
             pc.match_substring_regex(whole, f"{_NEEDS_REFERENCE_READER}|{_STRING_QUANTITY}")).as_py():
         exact = _parse_exact(pa.py_buffer(text), count, property_fields)
-        if exact is not None and not len(exact[1]):
-            return exact[0]
+        if exact is not None:
+            return exact
     elif pc.any(pc.match_substring_regex(whole, _NEEDS_REFERENCE_READER)).as_py():
         return None
     marked = pc.replace_substring_regex(whole, _NUMBER_MEMBER, _NUMBER_REPLACEMENT)
@@ -476,10 +476,9 @@ def _plainly_simple(text: bytes, newlines: int, lines_open_with_brace: bool) -> 
     return int(control) == newlines  # else a tab, CR or other control byte
 
 
-def _parse_exact(data: pa.Buffer, line_count: int, property_fields) -> tuple[pa.Table, np.ndarray] | None:
-    """Unmarked text → parsed columns with ``quantity`` as an exact decimal, and the rows whose
-    quantity is out of range (the reference reader keeps their text for the quarantine detail);
-    None when some value of the block needs its token's text (see the module docstring)."""
+def _parse_exact(data: pa.Buffer, line_count: int, property_fields) -> pa.Table | None:
+    """Unmarked text → parsed columns with ``quantity`` as an exact decimal, or None when some
+    value needs its token's text (see the module docstring)."""
     try:
         block = _read_json(data, _EXACT_QUANTITY_SCHEMA)
     except pa.ArrowInvalid:
@@ -493,11 +492,10 @@ def _parse_exact(data: pa.Buffer, line_count: int, property_fields) -> tuple[pa.
     if any(pa.types.is_floating(properties.field(index).type) for index in range(properties.num_fields)):
         return None  # Arrow read a property number through a float
     quantity = block.column("quantity")
-    out_of_range = pc.or_(pc.less(quantity, pa.scalar(0, QUANTITY_TYPE)),
-                          pc.greater(quantity, pa.scalar(MAX_QUANTITY, QUANTITY_TYPE)))
-    redo = np.flatnonzero(out_of_range.fill_null(False).to_numpy(zero_copy_only=False)) \
-        if pc.any(out_of_range).as_py() else np.zeros(0, dtype=np.int64)
-    return _normalise_arrow_block(block, np.arange(line_count, dtype=np.int64), property_fields), redo
+    if pc.any(pc.or_(pc.less(quantity, pa.scalar(0, QUANTITY_TYPE)),
+                     pc.greater(quantity, pa.scalar(MAX_QUANTITY, QUANTITY_TYPE)))).as_py():
+        return None  # out of range: the marked path keeps the text for the quarantine detail
+    return _normalise_arrow_block(block, np.arange(line_count, dtype=np.int64), property_fields)
 
 
 def _with_undeclared_fields(block: pa.Table) -> pa.Table | None:
@@ -522,13 +520,11 @@ def _with_undeclared_fields(block: pa.Table) -> pa.Table | None:
 def parse_object(lines: "ObjectLines", property_fields: tuple[str, ...]) -> pa.Table:
     """Parse one readable object's non-blank lines (``row`` = position among them)."""
     whole = _parse_whole(lines, property_fields) if lines.text is not None else None
-    return whole if whole is not None else parse_lines(lines.lines, property_fields, exact=True)
+    return whole if whole is not None else parse_lines(lines.lines, property_fields)
 
 
-def parse_lines(lines: pa.LargeStringArray, property_fields: tuple[str, ...], exact: bool = False) -> pa.Table:
-    """Parse every line; returns ``parsed_schema`` rows in input order (``row`` = input position).
-    With ``exact``, the lines Arrow can read are first read as a plain object is (quantities as
-    exact decimals, or their text marked as numbers when other rows keep a token's text)."""
+def parse_lines(lines: pa.LargeStringArray, property_fields: tuple[str, ...]) -> pa.Table:
+    """Parse every line; returns ``parsed_schema`` rows in input order (``row`` = input position)."""
     n = len(lines)
     positions = np.arange(n, dtype=np.int64)
     to_reference = pc.or_(pc.or_(
@@ -540,32 +536,13 @@ def parse_lines(lines: pa.LargeStringArray, property_fields: tuple[str, ...], ex
     ).to_numpy(zero_copy_only=False)
     fast = positions[~to_reference]
     fast_lines = lines if len(fast) == n else lines.take(pa.array(fast))
+    marked = pc.replace_substring_regex(fast_lines, _NUMBER_MEMBER, _NUMBER_REPLACEMENT)
     parsed: list[pa.Table] = []
     fallback: list[np.ndarray] = [positions[to_reference]]
-    exact = None
-    if exact and len(fast) and not pc.any(pc.match_substring_regex(fast_lines, _STRING_QUANTITY)).as_py():
-        # the lines Arrow can read are usually all plain: read them at once, exactly, as a
-        # plain object is; only rows with an out-of-range quantity go to the reference reader
-        exact = _parse_exact(_concat_with_newlines(fast_lines), len(fast), property_fields)
-    if exact is not None:
-        table, redo = exact
-        table = table.set_column(0, "row", pa.array(fast))
-        if len(redo):
-            keep = np.ones(len(fast), dtype=bool)
-            keep[redo] = False
-            table = table.filter(pa.array(keep))
-            fallback.append(fast[redo])
-        parsed.append(table)
-    else:
-        marked = pc.replace_substring_regex(fast_lines, _NUMBER_MEMBER, _NUMBER_REPLACEMENT)
-        for start in range(0, len(fast), _BLOCK_LINES):
-            _parse_block(marked.slice(start, _BLOCK_LINES), fast[start:start + _BLOCK_LINES], property_fields, parsed,
-                         fallback)
+    for start in range(0, len(fast), _BLOCK_LINES):
+        _parse_block(marked.slice(start, _BLOCK_LINES), fast[start:start + _BLOCK_LINES], property_fields, parsed, fallback)
     slow = np.sort(np.concatenate(fallback))
     if len(slow):
-        if exact is not None:  # one column type for all rows: the exact decimals as marked number text
-            parsed = [table.set_column(table.schema.get_field_index("quantity"), "quantity", pc.binary_join_element_wise(
-                NUMBER_MARK, table.column("quantity").cast(pa.string()), "")) for table in parsed]
         raw = lines.take(pa.array(slow)).to_pylist()
         records = [parse_line(line, property_fields) | {"row": int(row)} for line, row in zip(raw, slow)]
         parsed.append(pa.Table.from_pylist(records, schema=parsed_schema(property_fields)))

@@ -260,3 +260,33 @@ def test_properties_numbers_and_strings_compare_by_canonical_text():
     result = ingest(raw("a.jsonl", line))
     assert result.events.column("unique_value").to_pylist() == ["42"]
     assert json.loads(result.events.column("properties")[0].as_py()) == {"user_id": "42"}
+
+
+def test_details_built_column_wise_read_as_written_by_hand():
+    """Several rejected rows of each reason whose detail is built column-wise, in one object:
+    every row gets its own values in its detail (LANDED is 2026-01-06T02:00:00Z)."""
+    lines = [
+        event(event_id="f1", timestamp="2026-01-06T02:05:01Z"),                       # 1 future
+        event(event_id="m1", timestamp="2026-01-04T23:59:59Z"),                       # 2 other day
+        event(event_id="m2", timestamp="2026-01-05T23:30:00-01:00"),                  # 3 other day
+        event(event_id="c1", customer_id="nobody"),                                   # 4 unknown customer
+        event(event_id="c2", customer_id="x" * 64),                                   # 5 unknown, shown to 60
+        event(event_id="i1", customer_id=..., ip="192.0.2.7"),                        # 6 unattributed
+        event(event_id="h1", customer_id="hooli"),                                    # 7 no contract
+        event(event_id="h2", customer_id="hooli"),                                    # 8 no contract
+        event(event_id="f2", timestamp="2026-01-07T00:00:00.5+01:00"),                # 9 future
+    ]
+    result = ingest(raw("a.jsonl", *lines))
+    assert [(row["line_number"], row["reason"], row["detail"]) for row in result.quarantined.to_pylist()] == [
+        (1, "future_timestamp", "timestamp '2026-01-06T02:05:01Z' is more than 5 minutes after the object landed "
+                                "(2026-01-06T02:00:00+00:00)"),
+        (2, "partition_mismatch", "timestamp '2026-01-04T23:59:59Z' is on 2026-01-04 UTC, not in partition 2026-01-05"),
+        (3, "partition_mismatch", "timestamp '2026-01-05T23:30:00-01:00' is on 2026-01-06 UTC, not in partition 2026-01-05"),
+        (4, "unknown_customer", "customer_id 'nobody' is not in reference/customers.csv"),
+        (5, "unknown_customer", f"customer_id '{'x' * 60}' is not in reference/customers.csv"),
+        (6, "unattributed_ip", "ip in 192.0.2.0/24 is in no CIDR block allocated on 2026-01-05"),
+        (7, "no_active_contract", "customer 'hooli' has no contract covering 2026-01-05"),
+        (8, "no_active_contract", "customer 'hooli' has no contract covering 2026-01-05"),
+        (9, "future_timestamp", "timestamp '2026-01-07T00:00:00.5+01:00' is more than 5 minutes after the object "
+                                "landed (2026-01-06T02:00:00+00:00)"),
+    ]
