@@ -18,7 +18,7 @@ RUN groupadd --gid 10001 billing \
 WORKDIR /opt/dagster/app
 
 # the runtime lock first, every version pinned and no resolution, so a source change reuses
-# this layer; development tools (pytest, duckdb, selenium) are in requirements-dev.lock only
+# this layer; development tools (pytest, selenium) are in requirements-dev.lock only
 COPY requirements.lock ./
 RUN pip install --no-deps -r requirements.lock
 

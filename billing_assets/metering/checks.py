@@ -1,8 +1,8 @@
 """Blocking checks on metered usage: its pandera contract, and that it ties to accepted events."""
 
 
-from collections import defaultdict
-from decimal import Decimal
+import duckdb
+import pyarrow.compute as pc
 
 from billing_assets.lib.checks import pandera_asset_check, partition_check
 from billing_assets.lib.lake import BillingLake
@@ -13,30 +13,40 @@ metered_usage_matches_contract = pandera_asset_check(
     asset="metered_usage", table="metered_usage", model=MeteredUsage, partitions_def=daily_usage_partitions)
 
 
+_TIE_OUT = """
+    WITH expected AS (
+        SELECT customer_id, meter, count(*) AS accepted, sum(quantity) AS total FROM events GROUP BY ALL)
+    SELECT coalesce(m.customer_id, e.customer_id) AS customer_id, coalesce(m.meter, e.meter) AS meter,
+           m.aggregation, m.event_count, coalesce(e.accepted, 0) AS accepted, m.quantity, e.total
+    FROM metered AS m FULL OUTER JOIN expected AS e ON m.customer_id = e.customer_id AND m.meter = e.meter
+    WHERE m.event_count IS DISTINCT FROM coalesce(e.accepted, 0)
+       OR (m.aggregation = 'sum' AND m.quantity IS DISTINCT FROM e.total)
+    ORDER BY 1, 2"""
+
+
 def ties_to_events(lake: BillingLake, day: str) -> tuple[bool, dict]:
-    """Recompute, row by row in plain Python decimals, what each customer × meter should hold:
-    the number of accepted events, and for sum meters their exact total."""
-    events = lake.read_table("usage_events", day).select(["customer_id", "meter", "quantity"]).to_pylist()
+    """Recompute, with another engine (DuckDB over the stored Parquet, exact DECIMAL sums), what
+    each customer × meter should hold: the number of accepted events, and for sum meters their
+    exact total."""
+    events = lake.read_table("usage_events", day).select(["customer_id", "meter", "quantity"])
     metered = lake.read_table("metered_usage", day).select(
-        ["customer_id", "meter", "aggregation", "quantity", "event_count"]).to_pylist()
-    expected_count: dict[tuple, int] = defaultdict(int)
-    expected_sum: dict[tuple, Decimal] = defaultdict(Decimal)
-    for event in events:
-        key = (event["customer_id"], event["meter"])
-        expected_count[key] += 1
-        expected_sum[key] += event["quantity"]
+        ["customer_id", "meter", "aggregation", "quantity", "event_count"])
+    with duckdb.connect() as connection:
+        connection.register("events", events)
+        connection.register("metered", metered)
+        rows = connection.sql(_TIE_OUT).fetchall()
     breaks = []
-    for row in metered:
-        key = (row["customer_id"], row["meter"])
-        accepted = expected_count.pop(key, 0)
-        if row["event_count"] != accepted:
-            breaks.append(f"{key}: event_count {row['event_count']} vs {accepted} accepted events")
-        elif row["aggregation"] == "sum" and row["quantity"] != expected_sum[key]:
-            breaks.append(f"{key}: quantity {row['quantity']} vs accepted total {expected_sum[key]}")
-    breaks += [f"{key}: {count} accepted events but no metered row" for key, count in expected_count.items()]
+    for customer, meter, aggregation, event_count, accepted, quantity, total in rows:
+        key = (customer, meter)
+        if event_count is None:
+            breaks.append(f"{key}: {accepted} accepted events but no metered row")
+        elif event_count != accepted:
+            breaks.append(f"{key}: event_count {event_count} vs {accepted} accepted events")
+        else:
+            breaks.append(f"{key}: quantity {quantity} vs accepted total {total}")
     return not breaks, {
-        "accepted_events": len(events),
-        "metered_events": sum(row["event_count"] for row in metered),
+        "accepted_events": events.num_rows,
+        "metered_events": int(pc.sum(metered.column("event_count")).as_py() or 0),
         "breaks": len(breaks),
         **({"first_breaks": "\n".join(breaks[:20])} if breaks else {}),
     }

@@ -302,14 +302,28 @@ def _check_ip_allocations(allocations: pd.DataFrame, customers: pd.DataFrame) ->
         )
 
 
+_LOADED: dict[str, ReferenceData] = {}  # by the files' content: validated once per process
+
+
 def load_reference(read: Callable[[str], bytes | None]) -> ReferenceData:
-    """Load every reference file through ``read(key)`` (None = missing) and cross-check them."""
+    """Load every reference file through ``read(key)`` (None = missing) and cross-check them.
+    Every asset of a run reads the files again (so a run never mixes two versions of them);
+    files whose bytes were already validated in this process are not validated again."""
     bodies = {}
     for key in REFERENCE_KEYS:
         body = read(key)
         if body is None:
             raise ReferenceFileMissing(key, None, "file not found in the bucket")
         bodies[key] = body
+    digest = hashlib.sha256(b"".join(hashlib.sha256(bodies[key]).digest() for key in REFERENCE_KEYS)).hexdigest()
+    if digest not in _LOADED:
+        if len(_LOADED) >= 4:
+            _LOADED.clear()
+        _LOADED[digest] = _load(bodies)
+    return _LOADED[digest]
+
+
+def _load(bodies: dict[str, bytes]) -> ReferenceData:
     meters = _load_meters(bodies[METERS_KEY])
     plans, plan_charges = _load_plans(bodies[PLANS_KEY], set(meters["name"]))
     customers = _validate(CUSTOMERS_KEY, _read_csv(CUSTOMERS_KEY, bodies[CUSTOMERS_KEY]), CustomerFile, _csv_line)

@@ -162,3 +162,19 @@ def test_a_json_number_reaches_metered_usage_unchanged(put):
     for table in ("usage_events", "metered_usage"):
         schema = store.read_table(table, DAY).schema
         assert not [field.name for field in schema if pa.types.is_floating(field.type)], table
+
+
+def test_metering_tie_check_catches_a_lost_metered_row_and_a_changed_count(seeded):
+    with dg.instance_for_test() as instance:
+        assert run_day(instance).success
+    store = lake()
+    metered = store.read_table("metered_usage", DAY)
+    rows = sorted(metered.to_pylist(), key=lambda row: (row["customer_id"], row["meter"]))
+    lost, changed = rows[0], rows[1]
+    changed["event_count"] += 2
+    store.write_table("metered_usage", DAY, pa.Table.from_pylist(rows[1:], schema=metered.schema))
+    passed, metadata = ties_to_events(store, DAY)
+    key = (lost["customer_id"], lost["meter"])
+    assert not passed and metadata["breaks"] == 2
+    assert f"{key}: {lost['event_count']} accepted events but no metered row" in metadata["first_breaks"]
+    assert f"event_count {changed['event_count']} vs {changed['event_count'] - 2} accepted" in metadata["first_breaks"]
