@@ -7,7 +7,7 @@ its own) and then alternates, for a few rounds, two child processes:
       daily job with every blocking check, the monthly job, the summary: the whole process;
   (b) DuckDB: fetch the same objects through boto3, then one query that reads them, keeps the
       first of each (source, event_id) and sums quantity per customer and meter. DuckDB cannot
-      skip an unreadable object, so it reads the readable ones.
+      skip an unreadable object, so it reads the others (the day says which it is).
 Each side counts its fastest round (a shared VM's speed wanders by 20 % and more within a
 minute) and its highest peak RSS (from ``wait4``: the child's own high-water mark).
 The last line is machine-readable:
@@ -25,14 +25,11 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from billing_assets.demo.bench_day import SHAPES, BenchDay
 
-# yesterday: the day users run every day (its month still open, so invoices are drafts; the
-# month-close run that issues documents is once a month, not what a day of traffic costs)
-BENCH_DAY = datetime.now(timezone.utc).date() - timedelta(days=1)
 DUCKDB_QUERY = """
     SELECT customer_id, meter, sum(quantity) AS quantity, count(*) AS events FROM (
         SELECT DISTINCT ON (source, event_id) source, event_id, customer_id, meter, quantity
@@ -42,35 +39,29 @@ DUCKDB_QUERY = """
     GROUP BY customer_id, meter"""
 
 
-def measure_duckdb(bucket: str) -> dict:
-    """The peer: what a DuckDB user would type, fed by the same S3 objects."""
+def bench_day() -> date:
+    """Yesterday: the day users run every day (its month still open, so invoices are drafts; the
+    month-close run that issues documents is once a month, not what a day of traffic costs)."""
+    return datetime.now(timezone.utc).date() - timedelta(days=1)
+
+
+def measure_duckdb(bucket: str, prefix: str, skip: list[str]) -> dict:
+    """The peer: what a DuckDB user would type, fed by the same S3 objects but for ``skip``
+    (the day's unreadable ones, which stop DuckDB's reader)."""
     import boto3
     import duckdb
 
     client = boto3.client("s3")
-    prefix = f"raw/usage/dt={BENCH_DAY.isoformat()}/"
     keys = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for item in page.get("Contents", [])]
+            for item in page.get("Contents", []) if item["Key"] not in skip]
     with tempfile.TemporaryDirectory() as folder:
         def fetch(key: str) -> None:
-            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-            if body[:2] == b"\x1f\x8b" and _gzip_readable(body):
-                Path(folder, key.rsplit("/", 1)[1]).write_bytes(body)
+            Path(folder, key.rsplit("/", 1)[1]).write_bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(fetch, keys))
         rows = duckdb.sql(DUCKDB_QUERY.format(folder=folder)).fetchall()
     return {"rows": len(rows), "events": sum(row[3] for row in rows)}
-
-
-def _gzip_readable(body: bytes) -> bool:
-    import zlib
-
-    try:
-        zlib.decompressobj(wbits=31).decompress(body, 1 << 16)
-        return True
-    except zlib.error:
-        return False
 
 
 def _timed(command: list[str], env: dict) -> tuple[float, float, str]:
@@ -88,18 +79,19 @@ def _timed(command: list[str], env: dict) -> tuple[float, float, str]:
     return seconds, usage.ru_maxrss / 1024, text
 
 
-def run_ours(bucket: str, home: Path) -> dict:
+def run_ours(day: BenchDay, bucket: str, home: Path) -> dict:
     """``billing run`` over the bench day, as a user types it, on a fresh instance."""
     env = os.environ | {"BILLING_BUCKET": bucket, "DAGSTER_HOME": str(home)}
     billing = Path(sys.executable).with_name("billing")
-    day = BENCH_DAY.isoformat()
+    day = day.day.isoformat()
     seconds, rss, text = _timed([str(billing), "run", "--from", day, "--to", day], env)
     return {"seconds": seconds, "peak_rss_mib": rss, "summary": _total_line(text)}
 
 
-def run_duckdb(bucket: str) -> dict:
+def run_duckdb(day: BenchDay, bucket: str) -> dict:
     env = os.environ | {"BILLING_BUCKET": bucket}
-    seconds, rss, text = _timed([sys.executable, "-m", "billing_assets.bench", "--measure-duckdb", bucket], env)
+    request = json.dumps({"bucket": bucket, "prefix": day.prefix, "skip": day.unreadable_keys()})
+    seconds, rss, text = _timed([sys.executable, "-m", "billing_assets.bench", "--measure-duckdb", request], env)
     return {"seconds": seconds, "peak_rss_mib": rss} | json.loads(text.strip().splitlines()[-1])
 
 
@@ -129,12 +121,12 @@ def bench_shape(day: BenchDay, rounds: int, state: Path) -> dict:
     bucket = f"bench-{day.shape.replace('_', '-')}"
     started = time.perf_counter()
     size = land(day, bucket)
-    print(f"{day.shape}: landed {day.events:,} events in {len(day.object_sizes())} objects "
+    print(f"{day.shape}: landed {day.events:,} events in {len(day.object_lines())} objects "
           f"({size / 2**20:,.0f} MiB gzip) in {time.perf_counter() - started:.1f} s", flush=True)
     measured = []
     for number in range(1, rounds + 1):
-        ours = run_ours(bucket, state / f"home-{day.shape}-{number}")
-        duck = run_duckdb(bucket)
+        ours = run_ours(day, bucket, state / f"home-{day.shape}-{number}")
+        duck = run_duckdb(day, bucket)
         measured.append((ours, duck))
         print(f"  round {number}: ours {ours['seconds']:.2f} s ({ours['peak_rss_mib']:.0f} MiB), "
               f"duckdb {duck['seconds']:.2f} s ({duck['peak_rss_mib']:.0f} MiB)", flush=True)
@@ -155,10 +147,10 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=2, help="alternating measurements of each side, per shape")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
-    parser.add_argument("--measure-duckdb", metavar="BUCKET", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-duckdb", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_duckdb:
-        print(json.dumps(measure_duckdb(args.measure_duckdb)))
+        print(json.dumps(measure_duckdb(**json.loads(args.measure_duckdb))))
         return 0
 
     from billing_assets.cli import _use_embedded_s3
@@ -167,10 +159,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         state = Path(folder)
         own_server = _use_embedded_s3(state)
-        print(f"bench day {BENCH_DAY}: {args.events:,} events, ~{args.customers:,} customers, {args.rounds} rounds "
+        day = bench_day()
+        print(f"bench day {day}: {args.events:,} events, ~{args.customers:,} customers, {args.rounds} rounds "
               f"per shape, S3 at {os.environ['AWS_ENDPOINT_URL']}", flush=True)
         try:
-            results = [bench_shape(BenchDay(BENCH_DAY, args.events, args.customers, shape), args.rounds, state)
+            results = [bench_shape(BenchDay(day, args.events, args.customers, shape), args.rounds, state)
                        for shape in args.shapes.split(",")]
         finally:
             if own_server:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing_assets.demo.synthetic import reference_objects
+from billing_assets.usage.parsing import value_data
 
 METERS = ("api_requests", "egress_gb", "storage_gb_hours", "build_minutes", "seats")
 SHAPES = ("clean", "quarantined", "many_objects")
@@ -46,22 +47,30 @@ class BenchDay:
             allocations=[("10.0.0.0/8", ids[0], "2025-01-01", "")],
         )
 
-    def object_sizes(self) -> list[int]:
-        """Lines per object: 8 large objects, and for many_objects a quarter of the day in 200 small ones."""
-        small = self.events // 4 if self.shape == "many_objects" else 0
-        sizes = _spread(small, 200) if small else []
-        return sizes + _spread(self.events - small, 8)
+    @property
+    def prefix(self) -> str:
+        return f"raw/usage/dt={self.day.isoformat()}/"
+
+    def object_lines(self) -> list[tuple[str, int, int]]:
+        """(key, first line, lines) of each object: 8 large ones, and for many_objects a quarter
+        of the day in 200 small ones before them."""
+        small = _spread(self.events // 4, 200) if self.shape == "many_objects" else []
+        sizes = [("small", size) for size in small] + [("bench", size) for size in _spread(self.events - sum(small), 8)]
+        starts = np.concatenate(([0], np.cumsum([size for _, size in sizes])))
+        return [(f"{self.prefix}{kind}-{number:04d}.jsonl.gz", int(start), size)
+                for number, ((kind, size), start) in enumerate(zip(sizes, starts))]
+
+    def unreadable_keys(self) -> list[str]:
+        """The objects no reader can open: the quarantined shape's corrupt one."""
+        return [f"{self.prefix}corrupt-0000.jsonl.gz"] if self.shape == "quarantined" else []
 
     def objects(self, threads: int = 4) -> Iterator[tuple[str, bytes]]:
-        """(key, gzip body) of every object, in key order; the quarantined shape adds one corrupt object."""
-        prefix = f"raw/usage/dt={self.day.isoformat()}/"
-        starts = np.concatenate(([0], np.cumsum(self.object_sizes())))
-        jobs = [(f"{prefix}{'small' if size < self.events // 8 and self.shape == 'many_objects' else 'bench'}-{number:04d}"
-                 ".jsonl.gz", int(start), int(size)) for number, (start, size) in enumerate(zip(starts[:-1], starts[1:] - starts[:-1]))]
+        """(key, gzip body) of every object, the unreadable ones last."""
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            yield from pool.map(lambda job: (job[0], gzip.compress(self.lines(job[1], job[2]), compresslevel=1, mtime=0)), jobs)
-        if self.shape == "quarantined":
-            yield f"{prefix}corrupt-0000.jsonl.gz", b"\x1f\x8b\x08\x00 this object was cut short in transit"
+            yield from pool.map(lambda job: (job[0], gzip.compress(self.lines(job[1], job[2]), compresslevel=1, mtime=0)),
+                                self.object_lines())
+        for key in self.unreadable_keys():
+            yield key, b"\x1f\x8b\x08\x00 this object was cut short in transit"
 
     def lines(self, start: int, count: int) -> bytes:
         """Lines ``start`` … ``start + count - 1`` of the day, newline-terminated. One line in a
@@ -88,11 +97,7 @@ class BenchDay:
                             '{"event_id":"long-%d","padding":"%s"}' % (position, "x" * (1 << 20))
                             for position in index[bad].tolist()]
             lines = pc.replace_with_mask(lines, pa.array(bad), pa.array(replacements, pa.string()))
-        return pc.binary_join_element_wise(lines, "\n", "").buffers()[2].to_pybytes()[:_joined_size(lines)]
-
-
-def _joined_size(lines: pa.Array) -> int:
-    return int(pc.sum(pc.binary_length(lines)).as_py() or 0) + len(lines)
+        return value_data(pc.binary_join_element_wise(lines, "\n", "")).to_pybytes()
 
 
 def _serial(index: int) -> int:

@@ -36,7 +36,7 @@ def documents_prefix(month: str, customer_id: str) -> str:
 def _publish(lake: BillingLake, prefix: str, document: dict, stored_keys: frozenset[str]) -> tuple[bool, dict]:
     """Write a document once, as JSON and as HTML. Returns (written now, the document as stored):
     when its JSON already existed, what was issued then is what stands. ``stored_keys``: what
-    was listed under the month before, whose writes would only be refused."""
+    was listed under the customer's month before, whose writes would only be refused."""
     key = f"{prefix}{document['document_number']}"
     written = f"{key}.json" not in stored_keys and lake.put_once(f"{key}.json", document_bytes(document),
                                                                   "application/json")
@@ -64,29 +64,34 @@ def _issue(lake: BillingLake, invoice: Invoice, stored_keys: frozenset[str]) -> 
     return issued, corrections, new
 
 
-def _issue_all(lake: BillingLake, month: str, invoices: list[Invoice]) -> list[tuple[dict, list[dict], dict | None]]:
-    """``_issue`` for each invoice, in order. The month's documents are listed once; invoices are
-    issued side by side (each one's documents are its own, and a document store answers many
-    small writes at once far faster than one after another)."""
-    stored: dict[str, set[str]] = {}
-    for item in lake.list_objects(f"documents/{month}/"):
-        stored.setdefault(item.key.rsplit("/", 1)[0] + "/", set()).add(item.key)
+def _issue_all(lake: BillingLake, invoices: list[Invoice], stored: list[str]) -> list[tuple[dict, list[dict], dict | None]]:
+    """``_issue`` for each invoice, in order, side by side (each one's documents are its own, and
+    a document store answers many small writes at once far faster than one after another).
+    ``stored``: the month's document keys, listed once."""
+    by_prefix: dict[str, set[str]] = {}
+    for key in stored:
+        by_prefix.setdefault(key.rsplit("/", 1)[0] + "/", set()).add(key)
     with ThreadPoolExecutor(max_workers=16) as pool:
         return list(pool.map(lambda invoice: _issue(lake, invoice, frozenset(
-            stored.get(documents_prefix(invoice.month, invoice.customer_id), ()))), invoices))
+            by_prefix.get(documents_prefix(invoice.month, invoice.customer_id), ()))), invoices))
+
+
+def _is_issued_invoice(key: str) -> bool:
+    return key.rsplit("/", 1)[1].startswith("INV-") and key.endswith(".json")
 
 
 def issued_invoice_documents(lake: BillingLake, month: str) -> list[StoredObject]:
     """The month's issued invoices as stored: each INV-….json written once, when it was issued."""
-    return [item for item in lake.list_objects(f"documents/{month}/")
-            if item.key.rsplit("/", 1)[1].startswith("INV-") and item.key.endswith(".json")]
+    return [item for item in lake.list_objects(f"documents/{month}/") if _is_issued_invoice(item.key)]
 
 
-def _owing_nothing_now(lake: BillingLake, month: str, invoiced: set[str]) -> list[Invoice]:
+def _owing_nothing_now(lake: BillingLake, month: str, invoiced: set[str], stored: list[str]) -> list[Invoice]:
     """Customers with an issued invoice for the month but no contract in it any more (a contract
-    removed or moved retroactively): they now owe nothing, which a credit note must say."""
+    removed or moved retroactively): they now owe nothing, which a credit note must say.
+    ``stored``: the month's document keys; only the documents of customers not invoiced now
+    (each under its customer's folder) are read."""
     ghosts = []
-    for key in sorted(item.key for item in issued_invoice_documents(lake, month)):
+    for key in sorted(key for key in stored if _is_issued_invoice(key) and key.split("/")[2] not in invoiced):
         document = json.loads(lake.get_bytes(key))
         if document["customer_id"] not in invoiced:
             ghosts.append(Invoice(document["invoice_number"], document["customer_id"], month, document["currency"], ()))
@@ -132,9 +137,10 @@ def invoicing(context: dg.AssetExecutionContext, lake: BillingLake, billing_poli
         invoices = build_invoices(month, lake.read_table("rated_charges", month), reference)
         issuing = billing_policy.issuing(month)
         if issuing:
-            invoices += _owing_nothing_now(lake, month, {invoice.customer_id for invoice in invoices})
+            stored = [item.key for item in lake.list_objects(f"documents/{month}/")]
+            invoices += _owing_nothing_now(lake, month, {invoice.customer_id for invoice in invoices}, stored)
         lines, heads, adjustments = [], [], []
-        issued = _issue_all(lake, month, invoices) if issuing else [(invoice.document(), [], None) for invoice in invoices]
+        issued = _issue_all(lake, invoices, stored) if issuing else [(invoice.document(), [], None) for invoice in invoices]
         for document, corrections, new in issued:
             summary["corrections_now"] += new is not None
             adjustments += corrections

@@ -35,6 +35,7 @@ from billing_assets.usage.parsing import (
     STRING_MARK,
     parse_object,
     read_object_lines,
+    join_texts,
     value_data,
     value_offsets,
 )
@@ -319,10 +320,6 @@ def _per_value(values: pa.Array, text: Callable[[str | None], str]) -> pa.Array:
     return texts.take(encoded.indices) if len(texts) else pa.nulls(len(values), pa.string())
 
 
-def _joined(*parts) -> pa.Array:
-    return pc.binary_join_element_wise(*parts, "")
-
-
 def _reasons_and_details(first: np.ndarray, checks: list[_Check], columns: dict[str, pa.Array],
                          derived: dict[str, pa.Array | np.ndarray]) -> tuple[pa.Array, pa.Array]:
     """The reason and detail columns: null for rows that pass; for a rejected row, those of the
@@ -516,9 +513,9 @@ def _validate_object(parsed: pa.Table, last_modified: datetime, ctx: _PartitionC
         _Check(Reason.INVALID_TIMESTAMP, ~well_formed, lambda at: _per_value(at("timestamp"), _timestamp_problem)),
         _Check(Reason.INVALID_TIMESTAMP, ts_ns == NOT_AN_INSTANT, lambda at: _per_value(
             at("timestamp"), lambda value: f"timestamp {_shown(value)} is not a real date and time")),
-        _Check(Reason.FUTURE_TIMESTAMP, ts_ns > deadline_ns, lambda at: _joined(
+        _Check(Reason.FUTURE_TIMESTAMP, ts_ns > deadline_ns, lambda at: join_texts(
             "timestamp '", at("timestamp"), f"' is more than 5 minutes after the object landed ({landed_text})")),
-        _Check(Reason.PARTITION_MISMATCH, (ts_ns // _NS_PER_DAY) != day_ordinal, lambda at: _joined(
+        _Check(Reason.PARTITION_MISMATCH, (ts_ns // _NS_PER_DAY) != day_ordinal, lambda at: join_texts(
             "timestamp '", at("timestamp"), "' is on ",
             pa.array(at("ts_ns") // _NS_PER_DAY, pa.int32()).cast(pa.date32()).cast(pa.string()),
             f" UTC, not in partition {day_text}")),
@@ -531,12 +528,12 @@ def _validate_object(parsed: pa.Table, last_modified: datetime, ctx: _PartitionC
             lambda value: f"meter '{value}' counts distinct properties.{ctx.meter_field[value]}, "
                           "which this event does not have")),
         _Check(Reason.UNKNOWN_CUSTOMER, ~null["customer_id"] & ~known_customer,  # resolved is customer_id here
-               lambda at: _joined("customer_id '", pc.utf8_slice_codeunits(at("customer_id"), 0, 60),
+               lambda at: join_texts("customer_id '", pc.utf8_slice_codeunits(at("customer_id"), 0, 60),
                                   f"' is not in {CUSTOMERS_KEY}")),
         _Check(Reason.UNATTRIBUTED_IP, null["customer_id"] & _absent(resolved),
-               lambda at: _joined("ip in ", at("ip_prefix"), f" is in no CIDR block allocated on {day_text}")),
+               lambda at: join_texts("ip in ", at("ip_prefix"), f" is in no CIDR block allocated on {day_text}")),
         _Check(Reason.NO_ACTIVE_CONTRACT, ~under_contract,
-               lambda at: _joined("customer '", at("resolved"), f"' has no contract covering {day_text}")),
+               lambda at: join_texts("customer '", at("resolved"), f"' has no contract covering {day_text}")),
     ]
     parse_failed = _mask(pc.is_valid(col["parse_reason"]))
     failed = np.vstack([parse_failed] + [check.failed for check in checks])
@@ -803,7 +800,7 @@ def _combine(ordered: list[RawObject], prepared: list[_PreparedObject], pool: Th
         "object_key": conflicts.column("object_key"), "line_number": conflicts.column("line_number"),
         "reason": pa.repeat(pa.scalar(Reason.DUPLICATE_CONFLICT.value, pa.string()), conflicts.num_rows),
         # source and event_id passed their charsets: quoted, they are their own repr
-        "detail": _joined("(source '", conflicts.column("source"), "', event_id '", conflicts.column("event_id"),
+        "detail": join_texts("(source '", conflicts.column("source"), "', event_id '", conflicts.column("event_id"),
                           "') was first seen at ", conflict_winners.column("object_key"), " line ",
                           conflict_winners.column("line_number").cast(pa.string()), " with a different payload"),
         "position": conflicts.column("position"),
@@ -839,10 +836,8 @@ def _rejected_texts(ordered: list[RawObject], checked: list[_PreparedObject], pa
         if again is not None:
             lines = read_object_lines(item.key, raw_of[item.key].read()).lines
             rejected = np.concatenate([rejected, again])
-            texts = pa.concat_arrays([texts.cast(pa.large_string()), lines.take(pa.array(again)).cast(pa.large_string())])
-            texts = texts.take(pa.array(np.argsort(rejected, kind="stable")))
-        if len(texts):
-            pieces.append(texts.cast(pa.large_string()))
+            texts = pa.concat_arrays([texts, lines.take(pa.array(again))]).take(pa.array(np.argsort(rejected, kind="stable")))
+        pieces.append(texts)
     return pa.concat_arrays(pieces) if pieces else pa.array([], pa.large_string())
 
 

@@ -364,6 +364,14 @@ def value_data(array: pa.Array) -> pa.Buffer:
     return data[bounds[0]: bounds[-1]]
 
 
+def join_texts(*parts: pa.Array | str) -> pa.Array:
+    """Text columns and literal texts concatenated row by row; the literals take the columns'
+    type (string, or large_string where a day's raw lines can pass 2 GiB)."""
+    kind = next(part.type for part in parts if not isinstance(part, str))
+    return pc.binary_join_element_wise(*(pa.scalar(part, kind) if isinstance(part, str) else part for part in parts),
+                                       pa.scalar("", kind))
+
+
 def _concat_with_newlines(lines: pa.Array) -> pa.Buffer:
     return value_data(pc.binary_join_element_wise(lines, pa.scalar("", pa.large_string()),
                                                   pa.scalar("\n", pa.large_string())))

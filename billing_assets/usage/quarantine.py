@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from billing_assets.usage.parsing import join_texts, value_data
+
 QUARANTINE_RECORD_SCHEMA = pa.schema([
     ("object_key", pa.string()),
     ("line_number", pa.int64()),
@@ -29,7 +31,7 @@ def json_strings(values: pa.Array) -> pa.Array:
     (``null`` for a missing one)."""
     values = values.cast(pa.large_string())
     escaped = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
-    literal = _join('"', escaped, '"')
+    literal = join_texts('"', escaped, '"')
     controlled = pc.fill_null(pc.match_substring_regex(values, _CONTROL), False)
     if pc.any(controlled).as_py():  # rare: control characters take json's own escapes
         rows = np.flatnonzero(controlled.to_numpy(zero_copy_only=False))
@@ -40,24 +42,14 @@ def json_strings(values: pa.Array) -> pa.Array:
     return pc.fill_null(literal, pa.scalar("null", pa.large_string()))
 
 
-def _join(*parts) -> pa.Array:
-    """Concatenate large-string columns and literal texts, row by row (large: a day's raw
-    lines can pass 2 GiB)."""
-    parts = [pa.scalar(part, pa.large_string()) if isinstance(part, str) else part for part in parts]
-    return pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
-
-
 def quarantine_jsonl(records: pa.Table) -> bytes:
     """``records`` (QUARANTINE_RECORD_SCHEMA) as JSON lines, keys in sorted order."""
     if records.num_rows == 0:
         return b""
     number = pc.fill_null(records.column("line_number").cast(pa.large_string()), pa.scalar("null", pa.large_string()))
-    lines = _join(
+    lines = join_texts(
         '{"detail": ', json_strings(records.column("detail")), ', "line": ', json_strings(records.column("line")),
         ', "line_number": ', number, ', "object_key": ', json_strings(records.column("object_key")),
         ', "reason": ', json_strings(records.column("reason")), "}\n",
     )
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
-    data, offsets = lines.buffers()[2], np.frombuffer(lines.buffers()[1], dtype=np.int64)
-    return data[offsets[lines.offset]:offsets[lines.offset + len(lines)]].to_pybytes()
+    return value_data(lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines).to_pybytes()
