@@ -60,7 +60,7 @@ def per_partition_compute(days: list[str]) -> float:
     from billing_assets.monitoring.sla import SLA_REPORT_SCHEMA, SlaPolicy, invoices_issued_at
     from billing_assets.reference.assets import read_reference
     from billing_assets.resources import billing_lake
-    from billing_assets.usage.assets import _write_quarantine, ingest_day
+    from billing_assets.usage.assets import ingest_day
     from billing_assets.usage.checks import conservation
     from billing_assets.usage.schemas import DuplicateEvent, QuarantinedEvent, UsageEvent
 
@@ -71,11 +71,7 @@ def per_partition_compute(days: list[str]) -> float:
     issued = invoices_issued_at(lake, days[0][:7])
     with fresh_instance() as instance:
         for day in days:
-            result = ingest_day(lake, day, reference)
-            for name, table in (("usage_events", result.events), ("quarantined_events", result.quarantined),
-                                ("duplicate_events", result.duplicates)):
-                lake.write_table(name, day, table)
-            _write_quarantine(lake, day, result)
+            ingest_day(lake, day, reference)
             for name, model in (("usage_events", UsageEvent), ("quarantined_events", QuarantinedEvent),
                                 ("duplicate_events", DuplicateEvent)):
                 validate_against(model, lake.read_table(name, day))

@@ -17,6 +17,7 @@ from billing_assets.jobs import daily_usage_job, monthly_billing_job, reference_
 from billing_assets.resources import billing_lake
 from billing_assets.usage import assets as usage_assets
 from billing_assets.usage import checks as usage_checks
+from billing_assets.usage.assets import IngestLimits
 from billing_assets.usage.schedules import daily_usage_schedule
 from billing_assets.usage.sensors import LandingWatch, raw_usage_sensor
 from billing_assets.invoicing.schedules import monthly_invoicing_schedule
@@ -44,5 +45,5 @@ defs = dg.Definitions(
     # process per step (the default) bought no parallelism and cost ~3 s of start-up per step
     executor=dg.in_process_executor,
     resources={"lake": billing_lake(), "billing_policy": BillingPolicy(), "landing_watch": LandingWatch(),
-               "sla": SlaPolicy()},
+               "sla": SlaPolicy(), "ingest_limits": IngestLimits()},
 )

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing_assets.demo.synthetic import reference_objects
-from billing_assets.usage.parsing import value_data
+from billing_assets.lib.arrow_text import value_data
 
 METERS = ("api_requests", "egress_gb", "storage_gb_hours", "build_minutes", "seats")
 SHAPES = ("clean", "quarantined", "many_objects")

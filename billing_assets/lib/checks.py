@@ -11,10 +11,11 @@ import warnings
 from collections.abc import Callable
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from billing_assets.lib.lake import BillingLake
@@ -42,37 +43,75 @@ def markdown_preview(table: pa_arrow.Table, rows: int = 10) -> dg.MetadataValue:
 
 
 VALIDATION_BATCH_ROWS = 500_000
+# DuckDB beside the job: a bounded share of memory, spilling to disk past it
+DUCKDB_CONFIG = {"memory_limit": "1GB", "threads": 2, "preserve_insertion_order": "false"}
 
 
-def validate_against(model: type[pa.DataFrameModel], table: pa_arrow.Table,
+def parquet_relation(path: str) -> str:
+    """DuckDB's read of a local Parquet file, as SQL (a view cannot take a parameter)."""
+    return "read_parquet('" + path.replace("'", "''") + "')"
+
+
+def _batches(source: pa_arrow.Table | str, batch_rows: int):
+    if isinstance(source, str):
+        yield from (pa_arrow.Table.from_batches([batch])
+                    for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows))
+        return
+    for start in range(0, max(source.num_rows, 1), batch_rows):
+        yield source.slice(start, batch_rows)
+
+
+def _repeated(source: pa_arrow.Table | str, columns: list[str]) -> tuple[int, list[str]]:
+    """Rows of ``source`` (a table, or a Parquet file's path) whose ``columns`` repeat, found by
+    DuckDB (which spills past its memory limit): (how many distinct repeated keys, a sample)."""
+    names = ", ".join(f'"{name}"' for name in columns)
+    with duckdb.connect(config=DUCKDB_CONFIG) as connection:
+        if isinstance(source, str):
+            relation = parquet_relation(source)
+        else:
+            connection.register("source_table", source)
+            relation = "source_table"
+        repeated = connection.sql(f"SELECT {names}, count(*) AS n FROM {relation} GROUP BY ALL HAVING n > 1 "
+                                  f"ORDER BY {names}").fetchall()
+    return len(repeated), [str(dict(zip(columns, row[:-1]))) for row in repeated[:20]]
+
+
+def validate_against(model: type[pa.DataFrameModel], source: pa_arrow.Table | str,
                      batch_rows: int = VALIDATION_BATCH_ROWS) -> tuple[bool, dict]:
-    """(passed, metadata) for one stored table. Rows are validated ``batch_rows`` at a time (a
-    day of tens of millions of events never becomes one pandas frame); the model's table-wide
-    uniqueness is then checked over the whole table by Arrow's group-by."""
+    """(passed, metadata) for one stored table (or the path of its Parquet file). Rows are
+    validated ``batch_rows`` at a time (a day of tens of millions of events is never one pandas
+    frame, nor held whole); the model's table-wide uniqueness is then checked over every row by
+    DuckDB."""
     row_schema = copy.deepcopy(model.to_schema())
     unique, row_schema.unique = row_schema.unique, None
-    cases = []
-    for start in range(0, max(table.num_rows, 1), batch_rows):
+    cases, rows = [], 0
+    for batch in _batches(source, batch_rows):
         try:
-            row_schema.validate(as_frame(table.slice(start, batch_rows)), lazy=True)
+            row_schema.validate(as_frame(batch), lazy=True)
         except pa.errors.SchemaErrors as errors:
-            cases.append(errors.failure_cases.assign(index=lambda frame, start=start: frame["index"] + start)
+            cases.append(errors.failure_cases.assign(index=lambda frame, start=rows: frame["index"] + start)
                          if "index" in errors.failure_cases else errors.failure_cases)
-    if unique and table.num_rows:
-        counts = table.group_by(list(unique)).aggregate([([], "count_all")])
-        repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
-        if repeated.num_rows:
+        rows += batch.num_rows
+    if unique and rows:
+        count, sample = _repeated(source, list(unique))
+        if count:
             cases.append(pd.DataFrame({
                 "schema_context": "DataFrameSchema", "column": ", ".join(unique),
-                "check": f"unique {list(unique)}", "check_number": None,
-                "failure_case": [str(row) for row in repeated.slice(0, 20).to_pylist()], "index": None}))
+                "check": f"unique {list(unique)}", "check_number": None, "failure_case": sample, "index": None}))
     if cases:
         failures = pd.concat(cases, ignore_index=True)
         return False, {
             "failures": len(failures),
             "failure_sample": dg.MetadataValue.md(failures.head(20).to_markdown(index=False)),
         }
-    return True, {"dagster/row_count": table.num_rows}
+    return True, {"dagster/row_count": rows}
+
+
+def _validate_stored(model: type[pa.DataFrameModel], table: str) -> Callable[[BillingLake, str], tuple[bool, dict]]:
+    def evaluate(lake: BillingLake, partition: str) -> tuple[bool, dict]:
+        with lake.local_partition(table, partition) as path:
+            return validate_against(model, path)
+    return evaluate
 
 
 def pandera_asset_check(
@@ -88,7 +127,7 @@ def pandera_asset_check(
         name=f"{table}_matches_contract",
         description=f"Every row of `{table}` satisfies the pandera model `{model.__name__}`.",
         partitions_def=partitions_def,
-        evaluate=lambda lake, partition: validate_against(model, lake.read_table(table, partition)),
+        evaluate=_validate_stored(model, table),
     )
 
 

@@ -1,13 +1,16 @@
 """The billing lake: one S3 bucket holding raw usage, reference data and warehouse tables.
 
-Every warehouse partition is a single Parquet object, so publishing it is one PUT: S3 makes
-a PUT atomic, a reader sees the previous version or the new one and never half of either,
-and a failed run leaves the previous version in place.
+Every warehouse partition is a single Parquet object, so publishing it is one PUT, or for a
+large one one multipart upload: S3 makes either atomic (a multipart object appears only when
+the upload is completed), a reader sees the previous version or the new one and never half of
+either, and a failed or killed run leaves the previous version in place.
 """
 
 
+import contextlib
 import io
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from datetime import datetime
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
+from boto3.s3.transfer import TransferConfig
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
@@ -31,18 +35,41 @@ class StoredObject:
     last_modified: datetime
 
 
+_PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": True, "write_statistics": True, "store_schema": True}
+# parts of 64 MiB: a day of 50M events is a few dozen parts; S3 allows 10,000
+_TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
     """Serialise deterministically: the same table always gives the same bytes."""
     sink = io.BytesIO()
-    pq.write_table(
-        table,
-        sink,
-        compression="zstd",
-        use_dictionary=True,
-        write_statistics=True,
-        store_schema=True,
-    )
+    pq.write_table(table, sink, **_PARQUET_OPTIONS)
     return sink.getvalue()
+
+
+class ParquetFileSink:
+    """A Parquet file written batch by batch (each batch its row groups), for tables too large
+    to hold: the same batches always give the same bytes."""
+
+    ROW_GROUP_ROWS = 1 << 20
+
+    def __init__(self, path: str, schema: pa.Schema):
+        self.path, self.schema, self.rows, self.head = path, schema, 0, schema.empty_table()
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, self.schema, **_PARQUET_OPTIONS)
+        if table.num_rows or self.rows == 0:
+            self._writer.write_table(table.cast(self.schema), row_group_size=self.ROW_GROUP_ROWS)
+        if self.head.num_rows < 10:
+            self.head = pa.concat_tables([self.head, table.slice(0, 10).cast(self.schema)]).slice(0, 10)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._writer is None:
+            self.write(self.schema.empty_table())
+        self._writer.close()
 
 
 class BillingLake(dg.ConfigurableResource):
@@ -99,6 +126,10 @@ class BillingLake(dg.ConfigurableResource):
         except client.exceptions.NoSuchKey:
             return None
 
+    def open_stream(self, key: str):
+        """The object's body as a stream: read as it is consumed, never held whole."""
+        return self.client().get_object(Bucket=self.bucket_name, Key=key)["Body"]
+
     def get_many(self, keys: Sequence[str], threads: int = 8) -> list[bytes]:
         """Fetch objects concurrently (S3 latency, not bandwidth, bounds a day of small objects)."""
         client = self.client()
@@ -152,5 +183,28 @@ class BillingLake(dg.ConfigurableResource):
         self.put_bytes(key, body, "application/vnd.apache.parquet")
         return key, len(body)
 
-    def read_table(self, table_name: str, partition: str) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.get_bytes(self.partition_key(table_name, partition))))
+    def publish_file(self, table_name: str, partition: str, path: str) -> str:
+        """Replace one partition of a warehouse table with a local Parquet file, by one PUT or
+        one multipart upload (atomic either way; a failed upload is aborted and leaves the
+        previous version); returns the key."""
+        key = self.partition_key(table_name, partition)
+        self.client().upload_file(path, self.bucket_name, key, Config=_TRANSFER,
+                                  ExtraArgs={"ContentType": "application/vnd.apache.parquet"})
+        return key
+
+    def read_table(self, table_name: str, partition: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.get_bytes(self.partition_key(table_name, partition))), columns=columns)
+
+    def row_count(self, table_name: str, partition: str) -> int:
+        """A partition's rows, from its Parquet footer alone."""
+        with self.local_partition(table_name, partition) as path:
+            return pq.ParquetFile(path).metadata.num_rows
+
+    @contextlib.contextmanager
+    def local_partition(self, table_name: str, partition: str) -> Iterator[str]:
+        """A local copy of one partition (streamed to disk, never held in memory), removed after."""
+        with tempfile.TemporaryDirectory(prefix="billing-read-") as directory:
+            path = os.path.join(directory, PARQUET_FILE)
+            self.client().download_file(self.bucket_name, self.partition_key(table_name, partition), path,
+                                        Config=_TRANSFER)
+            yield path

@@ -5,6 +5,7 @@ daily counts; a monthly latest compares the daily latest events)."""
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
@@ -99,3 +100,51 @@ def meter_day(day: date, events: pa.Table, aggregation: dict[str, str]) -> pa.Ta
         "distinct_values": joined.column("unique_value_distinct"),
     }, schema=METERED_USAGE_SCHEMA)
     return result.sort_by([("customer_id", "ascending"), ("meter", "ascending")])
+
+
+def merge_metered(day: date, parts: list[pa.Table]) -> pa.Table:
+    """Daily metered rows of one day computed over disjoint batches of its events, merged into
+    what ``meter_day`` gives over all of them: sums and counts add, max keeps the greatest,
+    latest keeps the latest winner (ties by event_id), and a unique count is the size of the
+    union of the batches' value sets."""
+    parts = [part for part in parts if part.num_rows]
+    if len(parts) <= 1:
+        return parts[0] if parts else METERED_USAGE_SCHEMA.empty_table()
+    rows = pa.concat_tables(parts).combine_chunks()
+    totals = rows.group_by(_KEYS + ["aggregation"], use_threads=False).aggregate([
+        ("quantity", "sum"), ("quantity", "max"), ("event_count", "sum")]).sort_by([(key, "ascending") for key in _KEYS])
+    ordered = rows.filter(pc.equal(rows.column("aggregation"), "latest")).sort_by(
+        [("latest_timestamp", "descending"), ("latest_event_id", "descending")])
+    ordered = ordered.append_column("position", pa.array(np.arange(ordered.num_rows, dtype=np.int64)))
+    won = ordered.take(ordered.group_by(_KEYS).aggregate([("position", "min")]).column("position_min"))
+    latest = {key: row for key, row in zip(zip(won.column("customer_id").to_pylist(), won.column("meter").to_pylist()),
+                                            won.select(["quantity", "latest_timestamp", "latest_event_id"]).to_pylist())}
+    unique = rows.filter(pc.equal(rows.column("aggregation"), "unique_count"))
+    values: dict[tuple, set] = {}
+    for customer, meter, distinct in zip(*(unique.column(name).to_pylist()
+                                           for name in ("customer_id", "meter", "distinct_values"))):
+        values.setdefault((customer, meter), set()).update(distinct or ())
+    keys = list(zip(totals.column("customer_id").to_pylist(), totals.column("meter").to_pylist()))
+    kinds = totals.column("aggregation").to_pylist()
+    sums, maxima = totals.column("quantity_sum").to_pylist(), totals.column("quantity_max").to_pylist()
+    quantity = [maxima[i] if kind == "max" else latest[key]["quantity"] if kind == "latest"
+                else len(values[key]) if kind == "unique_count" else sums[i]
+                for i, (key, kind) in enumerate(zip(keys, kinds))]
+    return pa.table({
+        "day": pa.array([day] * len(keys), pa.date32()),
+        "customer_id": totals.column("customer_id"), "meter": totals.column("meter"),
+        "aggregation": totals.column("aggregation"),
+        "quantity": pa.array([Decimal(value) for value in quantity], QUANTITY_TYPE),
+        "event_count": totals.column("event_count_sum").cast(pa.int64()),
+        "latest_timestamp": pa.array([latest[key]["latest_timestamp"] if kind == "latest" else None
+                                      for key, kind in zip(keys, kinds)], pa.timestamp("ns", tz="UTC")),
+        "latest_event_id": pa.array([latest[key]["latest_event_id"] if kind == "latest" else None
+                                     for key, kind in zip(keys, kinds)], pa.string()),
+        "distinct_values": pa.array([sorted(values[key]) if kind == "unique_count" else None
+                                     for key, kind in zip(keys, kinds)], pa.list_(pa.string())),
+    }, schema=METERED_USAGE_SCHEMA)
+
+
+def meter_batches(day: date, batches, aggregation: dict[str, str]) -> pa.Table:
+    """``meter_day`` over a day's events given batch by batch (never all held at once)."""
+    return merge_metered(day, [meter_day(day, pa.Table.from_batches([batch]), aggregation) for batch in batches])

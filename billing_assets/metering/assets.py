@@ -6,14 +6,17 @@ from datetime import date, timedelta
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
-from billing_assets.metering.aggregate import meter_day
+from billing_assets.metering.aggregate import meter_batches
 from billing_assets.metering.schemas import MeteredUsage
 from billing_assets.partitions import daily_usage_partitions
 from billing_assets.reference.assets import read_reference
+
+METERING_BATCH_ROWS = 1 << 20
 
 
 @dg.asset(
@@ -34,7 +37,9 @@ def metered_usage(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.Ma
     aggregation = read_reference(lake).meter_aggregation()
     tables, uri = {}, None
     for day in context.partition_keys:
-        table = meter_day(date.fromisoformat(day), lake.read_table("usage_events", day), aggregation)
+        with lake.local_partition("usage_events", day) as path:  # a day's events are read a batch at a time
+            table = meter_batches(date.fromisoformat(day), pq.ParquetFile(path).iter_batches(METERING_BATCH_ROWS),
+                                  aggregation)
         key, _ = lake.write_table("metered_usage", day, table)
         uri, tables[day] = lake.uri(key), table
     combined = pa.concat_tables(tables.values())

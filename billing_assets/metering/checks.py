@@ -4,7 +4,7 @@
 import duckdb
 import pyarrow.compute as pc
 
-from billing_assets.lib.checks import pandera_asset_check, partition_check
+from billing_assets.lib.checks import DUCKDB_CONFIG, pandera_asset_check, parquet_relation, partition_check
 from billing_assets.lib.lake import BillingLake
 from billing_assets.metering.schemas import MeteredUsage
 from billing_assets.partitions import daily_usage_partitions
@@ -28,13 +28,13 @@ def ties_to_events(lake: BillingLake, day: str) -> tuple[bool, dict]:
     """Recompute, with another engine (DuckDB over the stored Parquet, exact DECIMAL sums), what
     each customer × meter should hold: the number of accepted events, and for sum meters their
     exact total."""
-    events = lake.read_table("usage_events", day).select(["customer_id", "meter", "quantity"])
     metered = lake.read_table("metered_usage", day).select(
         ["customer_id", "meter", "aggregation", "quantity", "event_count"])
-    with duckdb.connect() as connection:
-        connection.register("events", events)
+    with lake.local_partition("usage_events", day) as path, duckdb.connect(config=DUCKDB_CONFIG) as connection:
+        connection.execute(f"CREATE VIEW events AS SELECT customer_id, meter, quantity FROM {parquet_relation(path)}")
         connection.register("metered", metered)
         rows = connection.sql(_TIE_OUT).fetchall()
+        accepted = connection.sql("SELECT count(*) FROM events").fetchall()[0][0]
     breaks = []
     for customer, meter, aggregation, event_count, accepted, quantity, total in rows:
         key = (customer, meter)
@@ -45,7 +45,7 @@ def ties_to_events(lake: BillingLake, day: str) -> tuple[bool, dict]:
         else:
             breaks.append(f"{key}: quantity {quantity} vs accepted total {total}")
     return not breaks, {
-        "accepted_events": events.num_rows,
+        "accepted_events": accepted,
         "metered_events": int(pc.sum(metered.column("event_count")).as_py() or 0),
         "breaks": len(breaks),
         **({"first_breaks": "\n".join(breaks[:20])} if breaks else {}),

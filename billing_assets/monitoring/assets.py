@@ -3,11 +3,12 @@
 from datetime import datetime
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 
 from billing_assets.invoicing.build import build_invoices
 from billing_assets.lib.automation import follows_upstream
-from billing_assets.lib.checks import markdown_preview, table_metadata
+from billing_assets.lib.checks import DUCKDB_CONFIG, markdown_preview, parquet_relation, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.monitoring.reconcile import breaks, reconcile_month
 from billing_assets.monitoring.schemas import SlaReportRow
@@ -16,14 +17,23 @@ from billing_assets.partitions import daily_usage_partitions, monthly_billing_pa
 from billing_assets.rating.assets import metered_month
 from billing_assets.reference.assets import read_reference
 from billing_assets.usage.assets import raw_prefix
-from billing_assets.usage.ingest import USAGE_EVENTS_SCHEMA
 
 RECONCILIATION_TIES = "reconciliation_ties"
 
 
 def _accepted_month(lake: BillingLake, month: str) -> pa.Table:
-    tables = [table.select(["customer_id", "meter"]) for table in lake.read_month("usage_events", month).values()]
-    return pa.concat_tables(tables) if tables else USAGE_EVENTS_SCHEMA.empty_table().select(["customer_id", "meter"])
+    """Accepted events per customer and meter over the month's days, counted by DuckDB over
+    each stored day (another engine than metering's, and never a day held in memory)."""
+    counts = []
+    for day in sorted(lake.days_present("usage_events", month)):
+        with lake.local_partition("usage_events", day) as path, duckdb.connect(config=DUCKDB_CONFIG) as connection:
+            counts.append(connection.sql(f"SELECT customer_id, meter, count(*) AS events FROM {parquet_relation(path)} "
+                                         "GROUP BY ALL").to_arrow_table())
+    if not counts:
+        return pa.table({"customer_id": pa.array([], pa.string()), "meter": pa.array([], pa.string()),
+                         "events": pa.array([], pa.int64())})
+    total = pa.concat_tables(counts).group_by(["customer_id", "meter"]).aggregate([("events", "sum")])
+    return total.rename_columns(["customer_id", "meter", "events"])
 
 
 @dg.asset(

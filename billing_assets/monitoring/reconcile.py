@@ -29,10 +29,11 @@ def _row(month, tie_out, customer, contract, meter, expected, actual) -> dict:
 def reconcile_month(month: str, accepted: pa.Table, metered: pa.Table, rated: pa.Table, invoices: pa.Table,
                     invoice_lines: pa.Table, adjustments: pa.Table, owed: list[Invoice],
                     reference: ReferenceData) -> pa.Table:
+    """``accepted``: the month's accepted events counted per customer_id and meter (``events``)."""
     rows = []
     events = defaultdict(int)
-    for event in accepted.select(["customer_id", "meter"]).to_pylist():
-        events[(event["customer_id"], event["meter"])] += 1
+    for customer, meter, count in zip(*(accepted.column(name).to_pylist() for name in ("customer_id", "meter", "events"))):
+        events[(customer, meter)] += count
     metered_rows = defaultdict(list)
     for row in metered.to_pylist():
         metered_rows[(row["customer_id"], row["meter"])].append(row)

@@ -1,19 +1,25 @@
 """Daily ingest: every raw object of a day becomes accepted events, duplicates or quarantine."""
 
 
-import gzip
 import hashlib
+import os
+import tempfile
 from datetime import date
 
 import dagster as dg
+import pyarrow as pa
+from pydantic import Field
 
 from billing_assets.lib.checks import markdown_preview, table_metadata
-from billing_assets.lib.lake import BillingLake
+from billing_assets.lib.lake import BillingLake, ParquetFileSink
 from billing_assets.partitions import daily_usage_partitions
 from billing_assets.reference.assets import REFERENCE_ASSET_KEYS, read_reference
 from billing_assets.reference.loading import ReferenceData
-from billing_assets.usage.ingest import IngestResult, RawObject, ingest_partition
-from billing_assets.usage.quarantine import quarantine_jsonl
+from billing_assets.usage.ingest import (
+    DUPLICATE_EVENTS_SCHEMA, QUARANTINED_EVENTS_SCHEMA, USAGE_EVENTS_SCHEMA, IngestResult, Limits, RawObject, Sinks,
+    ingest_into,
+)
+from billing_assets.usage.quarantine import RecordsFileSink
 from billing_assets.usage.schemas import DuplicateEvent, QuarantinedEvent, UsageEvent
 
 USAGE_TABLES = ("usage_events", "quarantined_events", "duplicate_events")
@@ -30,7 +36,8 @@ def quarantine_prefix(day: str) -> str:
 
 def load_raw_objects(lake: BillingLake, day: str) -> list[RawObject]:
     """The day's raw objects, each read from S3 only when ingest reaches it."""
-    return [RawObject(item.key, None, item.last_modified, fetch=lambda key=item.key: lake.get_bytes(key), etag=item.etag)
+    return [RawObject(item.key, None, item.last_modified, fetch=lambda key=item.key: lake.get_bytes(key), etag=item.etag,
+                      open=lambda key=item.key: lake.open_stream(key))
             for item in sorted(lake.list_objects(raw_prefix(day)), key=lambda item: item.key)]
 
 
@@ -42,16 +49,51 @@ def day_fingerprint(objects) -> str:
     return digest.hexdigest()[:20]
 
 
-def ingest_day(lake: BillingLake, day: str, reference: ReferenceData) -> IngestResult:
-    return ingest_partition(date.fromisoformat(day), load_raw_objects(lake, day), reference)
+class IngestLimits(dg.ConfigurableResource):
+    """How much of a day the ingest holds at once (memory does not grow with the day's size)
+    and where it spills the rest."""
+
+    chunk_mib: int = Field(default=32, description="Decoded text of one object read and checked at once, per worker.")
+    bucket_keys: int = Field(default=1_000_000, description="Dedupe keys held at once, per worker.")
+    spill_dir: str | None = Field(
+        default=None, description="Local directory for the day's spill and the files being published; defaults "
+                                  "to $BILLING_SPILL_DIR, else the system's temporary directory.")
+
+    def limits(self) -> Limits:
+        return Limits(chunk_bytes=self.chunk_mib << 20, bucket_rows=self.bucket_keys,
+                      spill_dir=self.spill_dir or os.environ.get("BILLING_SPILL_DIR") or None)
 
 
-def _write_quarantine(lake: BillingLake, day: str, result: IngestResult) -> None:
+USAGE_SCHEMAS = {"usage_events": USAGE_EVENTS_SCHEMA, "quarantined_events": QUARANTINED_EVENTS_SCHEMA,
+                 "duplicate_events": DUPLICATE_EVENTS_SCHEMA}
+
+
+def ingest_day(lake: BillingLake, day: str, reference: ReferenceData, objects: list[RawObject] | None = None,
+               limits: Limits = Limits()) -> tuple[IngestResult, dict[str, pa.Table]]:
+    """Ingest one day and publish its three tables and its quarantine, streamed through local
+    files (a day is never held in memory); returns the counts and each table's first rows."""
+    objects = load_raw_objects(lake, day) if objects is None else objects
+    with tempfile.TemporaryDirectory(prefix="billing-publish-", dir=limits.spill_dir) as directory:
+        tables = {name: ParquetFileSink(os.path.join(directory, f"{name}.parquet"), schema)
+                  for name, schema in USAGE_SCHEMAS.items()}
+        records = RecordsFileSink(os.path.join(directory, "lines.jsonl.gz"))
+        result = ingest_into(date.fromisoformat(day), objects, reference,
+                             Sinks(tables["usage_events"], tables["quarantined_events"], tables["duplicate_events"],
+                                   records), limits)
+        for sink in (*tables.values(), records):
+            sink.close()
+        for name, sink in tables.items():
+            lake.publish_file(name, day, sink.path)
+        _write_quarantine(lake, day, result, records.path)
+    return result, {name: sink.head for name, sink in tables.items()}
+
+
+def _write_quarantine(lake: BillingLake, day: str, result: IngestResult, records_path: str) -> None:
     """Rejected lines with their raw text, and copies of unreadable objects, under quarantine/.
     Raw text may hold personal data (IPs): this prefix keeps raw data's access rules."""
     prefix = quarantine_prefix(day)
-    lake.put_bytes(f"{prefix}lines.jsonl.gz", gzip.compress(quarantine_jsonl(result.quarantined_lines), mtime=0),
-                   "application/gzip")
+    lake.client().upload_file(records_path, lake.bucket_name, f"{prefix}lines.jsonl.gz",
+                              ExtraArgs={"ContentType": "application/gzip"})
     wanted = {f"{prefix}files/{key.removeprefix(raw_prefix(day))}": key for key in result.unreadable_objects}
     stale = [item.key for item in lake.list_objects(f"{prefix}files/") if item.key not in wanted]
     if stale:
@@ -74,15 +116,15 @@ def _day_metadata(result: IngestResult) -> dict:
 
 
 def _day_counts(result: IngestResult) -> dict:
-    return {"lines_read": result.lines_read, "accepted": result.events.num_rows,
-            "duplicates": result.duplicates.num_rows, "quarantined": result.quarantined_line_count,
+    return {"lines_read": result.lines_read, "accepted": result.accepted,
+            "duplicates": result.duplicate_count, "quarantined": result.quarantined_line_count,
             "by_reason": dict(result.reason_counts)}
 
 
 def _summary_table(per_day: dict[str, IngestResult]) -> dg.MetadataValue:
     header = "| day | lines read | accepted | duplicates | quarantined |\n|---|---:|---:|---:|---:|\n"
     body = "".join(
-        f"| {day} | {r.lines_read} | {r.events.num_rows} | {r.duplicates.num_rows} | {r.quarantined_line_count} |\n"
+        f"| {day} | {r.lines_read} | {r.accepted} | {r.duplicate_count} | {r.quarantined_line_count} |\n"
         for day, r in per_day.items()
     )
     return dg.MetadataValue.md(header + body)
@@ -110,25 +152,20 @@ def _table_spec(name: str, model, description: str) -> dg.AssetSpec:
     partitions_def=daily_usage_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake):
+def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake, ingest_limits: IngestLimits):
     """Ingest each day of the run: read every raw object, apply the contract, publish the three
     tables and the quarantine. Re-running a day replaces its partitions with identical content."""
     reference = read_reference(lake)
     per_day: dict[str, IngestResult] = {}
     fingerprints: dict[str, str] = {}
-    uris: dict[str, str] = {}
+    heads: dict[str, pa.Table] = {}
     for day in context.partition_keys:
         objects = load_raw_objects(lake, day)
         fingerprints[day] = day_fingerprint(objects)
-        result = ingest_partition(date.fromisoformat(day), objects, reference)
-        for table_name, table in (("usage_events", result.events), ("quarantined_events", result.quarantined),
-                                  ("duplicate_events", result.duplicates)):
-            key, _ = lake.write_table(table_name, day, table)
-            uris[table_name] = lake.uri(key)
-        _write_quarantine(lake, day, result)
+        result, heads = ingest_day(lake, day, reference, objects, ingest_limits.limits())
         context.log.info(
-            f"{day}: {result.lines_read} lines → {result.events.num_rows} accepted, "
-            f"{result.duplicates.num_rows} duplicates, {result.quarantined_line_count} quarantined"
+            f"{day}: {result.lines_read} lines → {result.accepted} accepted, "
+            f"{result.duplicate_count} duplicates, {result.quarantined_line_count} quarantined"
             + (f"; unreadable objects: {result.unreadable_objects}" if result.unreadable_objects else "")
         )
         per_day[day] = result
@@ -144,13 +181,11 @@ def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake):
     else:
         shared |= {"days": len(per_day), "per_day": _summary_table(per_day),
                    "lines_read": sum(r.lines_read for r in per_day.values())}
-    for table_name, rows_of, table_of in (
-        ("usage_events", lambda r: r.events.num_rows, lambda r: r.events),
-        ("quarantined_events", lambda r: r.quarantined.num_rows, lambda r: r.quarantined),
-        ("duplicate_events", lambda r: r.duplicates.num_rows, lambda r: r.duplicates),
-    ):
-        metadata = dict(shared) | {"dagster/row_count": sum(rows_of(r) for r in per_day.values())}
+    rows_of = {"usage_events": lambda r: r.accepted, "duplicate_events": lambda r: r.duplicate_count,
+               "quarantined_events": lambda r: r.quarantined_line_count + len(r.unreadable_objects)}
+    for table_name in USAGE_TABLES:
+        metadata = dict(shared) | {"dagster/row_count": sum(rows_of[table_name](r) for r in per_day.values())}
         if single:
-            metadata |= {"dagster/uri": uris[table_name], "preview": markdown_preview(table_of(only))}
+            metadata |= {"dagster/uri": lake.uri(lake.partition_key(table_name, context.partition_keys[0])),
+                         "preview": markdown_preview(heads[table_name])}
         yield dg.MaterializeResult(asset_key=table_name, metadata=metadata)
-

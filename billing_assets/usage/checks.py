@@ -11,7 +11,8 @@ from billing_assets.lib.checks import pandera_asset_check, partition_check
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import daily_usage_partitions
 from billing_assets.usage.assets import load_raw_objects
-from billing_assets.usage.parsing import read_object_lines
+from billing_assets.usage.ingest import Limits
+from billing_assets.usage.ingest.lines import object_chunks
 from billing_assets.usage.schemas import DuplicateEvent, QuarantinedEvent, UsageEvent
 
 usage_events_matches_contract = pandera_asset_check(
@@ -26,17 +27,21 @@ def conservation(lake: BillingLake, day: str) -> tuple[bool, dict]:
     """Recount the day's raw lines from S3 and tie them to the three published tables:
     lines_read = accepted + duplicates + quarantined, and every unreadable object is on record."""
     def count(raw) -> tuple[str, int | None]:  # None: the object is unreadable
-        lines = read_object_lines(raw.key, raw.read())
-        return raw.key, None if lines.unreadable else len(lines.line_numbers)
+        lines = 0
+        for chunk in object_chunks(raw.key, raw.stream(), Limits().chunk_bytes):  # streamed: never held whole
+            if chunk.unreadable:
+                return raw.key, None
+            lines += len(chunk.line_numbers)
+        return raw.key, lines
 
     # objects are recounted side by side (decompression and the newline scan release the GIL)
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
         counted = list(pool.map(count, load_raw_objects(lake, day)))
     unreadable = {key for key, lines in counted if lines is None}
     lines_read = sum(lines for _, lines in counted if lines is not None)
-    accepted = lake.read_table("usage_events", day).num_rows
-    duplicates = lake.read_table("duplicate_events", day).num_rows
-    quarantined_table = lake.read_table("quarantined_events", day)
+    accepted = lake.row_count("usage_events", day)
+    duplicates = lake.row_count("duplicate_events", day)
+    quarantined_table = lake.read_table("quarantined_events", day, columns=["object_key", "line_number"])
     line_rows = pc.is_valid(quarantined_table.column("line_number"))
     quarantined = int(pc.sum(line_rows).as_py() or 0)
     files_on_record = set(quarantined_table.filter(pc.invert(line_rows)).column("object_key").to_pylist())

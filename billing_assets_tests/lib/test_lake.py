@@ -53,3 +53,57 @@ def test_the_same_table_always_serialises_to_the_same_bytes(bucket, s3):
     twice = s3.get_object(Bucket=bucket, Key="warehouse/example/dt=2026-01-05/part-00000.parquet")["Body"].read()
     assert once == twice
     assert pq.read_table(io.BytesIO(once)).equals(table)
+
+
+_HELD_UPLOAD = """
+import pathlib, sys, time
+from boto3.s3.transfer import TransferConfig
+import billing_assets.lib.lake as lake_module
+from billing_assets.resources import billing_lake
+
+lake_module._TRANSFER = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20, max_concurrency=1)
+lake, parts = billing_lake(), []
+
+def hold(**_):  # the first part goes through; the run is then held there until it is killed
+    parts.append(1)
+    if len(parts) == 2:
+        pathlib.Path(sys.argv[2]).write_text("first part sent")
+        time.sleep(300)
+
+lake.client().meta.events.register("before-call.s3.UploadPart", hold)
+lake.publish_file("usage_events", "2026-01-05", sys.argv[1])
+"""
+
+
+def test_a_run_killed_between_the_parts_of_a_large_partition_leaves_the_previous_version(bucket, s3, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    lake = billing_lake()
+    previous = pa.table({"v": ["previous"]})
+    lake.write_table("usage_events", "2026-01-05", previous)
+    large = pa.table({"v": pa.array([os.urandom(1024) for _ in range(16_000)], pa.binary())})  # ~16 MiB, incompressible
+    path = str(tmp_path / "new.parquet")
+    pq.write_table(large, path, compression="zstd")
+    assert os.path.getsize(path) > 15 << 20  # three parts of 5 MiB and more
+
+    marker = tmp_path / "marker"
+    child = subprocess.Popen([sys.executable, "-c", _HELD_UPLOAD, path, str(marker)])
+    deadline = time.monotonic() + 120
+    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the upload never reached its second part"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    key = lake.partition_key("usage_events", "2026-01-05")
+    assert lake.read_table("usage_events", "2026-01-05").equals(previous)  # what every reader still sees
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [upload["Key"] for upload in uploads] == [key]  # begun, never completed: invisible
+    assert [item.key for item in lake.list_objects("warehouse/")] == [key]
+
+    lake.publish_file("usage_events", "2026-01-05", path)  # the next run publishes it whole
+    assert lake.read_table("usage_events", "2026-01-05").equals(large)

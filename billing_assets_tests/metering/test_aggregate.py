@@ -2,12 +2,17 @@
 
 from decimal import Decimal
 
-from billing_assets.metering.aggregate import meter_day
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from billing_assets.metering.aggregate import meter_batches, meter_day
 from billing_assets.reference.loading import load_reference
 from billing_assets_tests.conftest import reference_files
 from billing_assets_tests.usage.helpers import DAY, event, ingest, raw
 
-AGGREGATION = load_reference(reference_files().get).meter_aggregation()
+REFERENCE = load_reference(reference_files().get)
+AGGREGATION = REFERENCE.meter_aggregation()
+FIELD = REFERENCE.meter_field()  # the property a unique_count meter counts
 
 
 def metered(*lines: str) -> dict:
@@ -63,3 +68,20 @@ def test_rows_per_customer_and_meter():
                    event(event_id="3", meter="api_requests", quantity=...))
     assert sorted(rows) == [("acme", "api_requests"), ("acme", "egress_gb"), ("globex", "egress_gb")]
     assert all(row["day"] == DAY for row in rows.values())
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["acme", "globex"]), st.sampled_from(sorted(AGGREGATION)),
+                          st.integers(0, 5), st.sampled_from(["1", "2.5", "0.000000001"]), st.integers(0, 3)),
+                min_size=1, max_size=40),
+       st.lists(st.integers(1, 40), max_size=5))
+def test_metering_a_day_batch_by_batch_is_metering_it_whole(events, cuts):
+    # the same events metered whole and in batches: latest ties (equal timestamps), repeated
+    # unique values and sums of many small quantities all meet across the batch boundaries
+    lines = [event(event_id=f"e{n}", customer_id=customer, meter=meter, quantity=quantity,
+                   timestamp=f"2026-01-05T10:00:0{second}Z", **{FIELD.get(meter, "region"): f"v{value}"})
+             for n, (customer, meter, second, quantity, value) in enumerate(events)]
+    accepted = ingest(raw("a.jsonl", *lines)).events
+    bounds = sorted({0, accepted.num_rows, *(cut for cut in cuts if cut < accepted.num_rows)})
+    batches = [batch for start, end in zip(bounds[:-1], bounds[1:]) for batch in accepted.slice(start, end - start).to_batches()]
+    assert meter_batches(DAY, batches, AGGREGATION).equals(meter_day(DAY, accepted, AGGREGATION))

@@ -145,7 +145,7 @@ def test_a_failed_run_leaves_the_previous_partition_readable(seeded, s3, bucket,
         def crash(*args, **kwargs):
             raise RuntimeError("the node died mid-ingest")
 
-        monkeypatch.setattr("billing_assets.usage.assets.ingest_partition", crash)
+        monkeypatch.setattr("billing_assets.usage.assets.ingest_into", crash)
         assert not run_day(instance).success
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == before
 

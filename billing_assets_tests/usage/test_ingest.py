@@ -3,20 +3,25 @@ input, IP attribution and exact quantities. Expected values are worked out by ha
 
 import gzip
 import re
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import numpy as np
+from types import SimpleNamespace
+
 import pyarrow as pa
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from billing_assets.usage.ingest import (
-    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, RawObject, _bucketed, _charset_matches, _PartitionLines, _repeats,
-    _rfc3339_matches, _tails,
+from billing_assets.usage.ingest import RawObject
+from billing_assets.usage.ingest.dedupe import bucket_runs, bucketed as _bucketed, repeats_in_run, tails as _tails
+from billing_assets.usage.ingest.lines import read_object_lines
+from billing_assets.usage.ingest.parse import parse_object
+from billing_assets.usage.ingest.partition import _Chunks
+from billing_assets.usage.ingest.rules import (
+    CUSTOMER_ID, EVENT_ID, RFC3339_PATTERN, SOURCE, _charset_matches, _rfc3339_matches,
 )
-from billing_assets.usage.parsing import parse_object, read_object_lines
+from billing_assets.usage.ingest.spill import Spill
 from billing_assets_tests.usage.helpers import DAY, LANDED, event, ingest, raw, reasons
 
 
@@ -256,21 +261,26 @@ def test_repeats_are_the_rows_of_keys_seen_before_with_their_first_row(objects, 
     for keys, object_rows in zip(objects, rows):
         array = pa.array(keys, pa.string())
         bucketed.append(_bucketed(array, spreads[spread](array), np.array(object_rows, dtype=np.int64)))
-    with ThreadPoolExecutor(2) as pool:
-        repeat_rows, first_rows = _repeats(bucketed, row_starts, pool, keys_per_bucket)
+    per_bucket = sum(np.diff(batch.bounds) for batch in bucketed)
+    found = [repeats_in_run(bucketed, row_starts, run) for run in bucket_runs(per_bucket, keys_per_bucket)]
+    repeat_rows = np.concatenate([np.zeros(0, np.int64)] + [repeat for repeat, _, _ in found])
+    first_rows = np.concatenate([np.zeros(0, np.int64)] + [first for _, first, _ in found])
+    order = np.argsort(repeat_rows, kind="stable")
+    repeat_rows, first_rows = repeat_rows[order], first_rows[order]
     assert list(zip(repeat_rows.tolist(), first_rows.tolist())) == expected
 
 
-def test_partition_lines_are_taken_in_the_order_asked_for():
-    # rows are numbered across the objects: a0 a1 | (none) | c0 c1 c2, the last in two chunks
-    lines = _PartitionLines(["a", "b", "c"], [pa.table({"v": ["a0", "a1"]}), pa.table({"v": pa.array([], pa.string())}),
-                                              pa.table({"v": pa.chunked_array([["c0"], ["c1", "c2"]])})])
-    taken = lines.take(np.array([3, 0, 4, 1, 2]), ["v"])
+def test_passed_rows_are_taken_in_the_order_asked_for(tmp_path):
+    # passed rows are numbered across the chunks: a0 a1 | (none) | c0 c1 c2
+    owners = [SimpleNamespace(key=key) for key in "abc"]
+    chunks = [SimpleNamespace(name=name, passed=passed) for name, passed in (("0", 2), ("1", 0), ("2", 3))]
+    with Spill(str(tmp_path)) as spill:
+        for chunk, values in zip(chunks, (["a0", "a1"], [], ["c0", "c1", "c2"])):
+            spill.write(f"passed-{chunk.name}", pa.table({"v": pa.array(values, pa.string())}))
+        taken = _Chunks(owners, chunks).take(spill, np.array([3, 0, 4, 1, 2]), ["v"])
     assert taken.to_pylist() == [
-        {"v": "c1", "object_key": "c", "position": 1}, {"v": "a0", "object_key": "a", "position": 0},
-        {"v": "c2", "object_key": "c", "position": 2}, {"v": "a1", "object_key": "a", "position": 1},
-        {"v": "c0", "object_key": "c", "position": 0}]
-    assert lines.take(np.array([], dtype=np.int64), ["v"]).num_rows == 0
+        {"v": "c1", "object_key": "c"}, {"v": "a0", "object_key": "a"}, {"v": "c2", "object_key": "c"},
+        {"v": "a1", "object_key": "a"}, {"v": "c0", "object_key": "c"}]
 
 
 @pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])

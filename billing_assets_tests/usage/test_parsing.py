@@ -14,8 +14,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from billing_assets.lib.money import parse_quantity
-from billing_assets.usage import parsing
-from billing_assets.usage.parsing import ObjectLines, parse_line, parse_lines, parse_object, read_object_lines
+from billing_assets.lib import arrow_text
+from billing_assets.usage.ingest import parse as parsing
+from billing_assets.usage.ingest.lines import ObjectLines, read_object_lines
+from billing_assets.usage.ingest.parse import parse_line, parse_lines, parse_object
 
 FIELDS = ("user_id",)
 
@@ -250,11 +252,11 @@ def test_a_number_in_properties_keeps_its_exact_canonical_text(number, canonical
 @pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
 def test_value_data_is_the_values_bytes_of_a_slice(kind):
     array = pa.array(["ab", None, "cde", "", "f"], kind)
-    assert parsing.value_data(array).to_pybytes() == b"abcdef"
-    assert parsing.value_data(array.slice(2, 2)).to_pybytes() == b"cde"
-    assert parsing.value_data(array.slice(1, 1)).to_pybytes() == b""
-    assert parsing.value_data(pa.array([None, None], kind)).to_pybytes() == b""
-    assert parsing.value_data(array.slice(5)).to_pybytes() == b""
+    assert arrow_text.value_data(array).to_pybytes() == b"abcdef"
+    assert arrow_text.value_data(array.slice(2, 2)).to_pybytes() == b"cde"
+    assert arrow_text.value_data(array.slice(1, 1)).to_pybytes() == b""
+    assert arrow_text.value_data(pa.array([None, None], kind)).to_pybytes() == b""
+    assert arrow_text.value_data(array.slice(5)).to_pybytes() == b""
 
 
 def _screen(text: str) -> bool:

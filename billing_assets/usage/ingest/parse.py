@@ -21,17 +21,15 @@ object read again, so it keeps its text.
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
-from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from billing_assets.lib.arrow_text import value_data
+from billing_assets.usage.ingest.lines import _SCAN_WINDOW, ObjectLines, _one_value
 from billing_assets.lib.money import MAX_QUANTITY, QUANTITY_TYPE, canonical_number_text
 from billing_assets.usage.reasons import Reason
 
@@ -76,115 +74,6 @@ def parsed_schema(property_fields: tuple[str, ...], quantity_type: pa.DataType =
         + [(f"property:{name}", pa.string()) for name in property_fields]
         + [("ignored_fields", pa.int32()), ("parse_reason", pa.string()), ("parse_detail", pa.string())]
     )
-
-
-@dataclass(frozen=True)
-class ObjectLines:
-    """The non-blank lines of one raw object, or why the object could not be read at all."""
-
-    key: str
-    bytes_read: int
-    line_numbers: np.ndarray | None = None  # each non-blank line's physical number (from 1)
-    unreadable: str | None = None
-    text: bytes | None = None  # the whole decoded object (valid UTF-8)
-    newlines: int = 0  # how many newline bytes ``text`` holds
-    longest_line: int = 0  # bytes
-    lines_open_with_brace: bool = False  # every non-blank line's first byte is '{'
-    split_lines: pa.LargeStringArray | None = None  # the lines, when finding them took splitting
-
-    @cached_property
-    def lines(self) -> pa.LargeStringArray:
-        """The non-blank lines' text. An object whose every line opens with '{' has no blank
-        line to skip, so its lines are only cut out of the text when something asks for them."""
-        if self.split_lines is not None or self.text is None:
-            return self.split_lines
-        return _split(self.text).slice(0, len(self.line_numbers))
-
-    @property
-    def is_empty(self) -> bool:
-        return self.unreadable is None and len(self.line_numbers) == 0
-
-
-def read_object_lines(key: str, body: bytes) -> ObjectLines:
-    """Decompress and split one object. Any decoding problem makes the whole object unreadable:
-    it is quarantined as a file and never half-counted."""
-    if key.endswith(".jsonl.gz"):
-        try:
-            data = gzip.decompress(body)
-        except (OSError, EOFError, zlib.error) as error:
-            return ObjectLines(key, len(body), unreadable=f"corrupt gzip: {error}")
-    elif key.endswith(".jsonl"):
-        data = body
-    else:
-        return ObjectLines(key, len(body), unreadable="not a .jsonl or .jsonl.gz object")
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        _one_value(data, pa.large_binary()).cast(pa.large_string())
-    except pa.ArrowInvalid:
-        offset = _first_invalid_utf8(data)
-        return ObjectLines(key, len(body), unreadable=f"not UTF-8 (invalid byte at offset {offset})")
-    newline_at = _newline_positions(data)
-    has_cr = b"\r" in data
-    if not has_cr:  # the producers' layout: every line opens with '{', so none is blank
-        starts = np.concatenate(([0], newline_at + 1))
-        if starts[-1] == len(data):
-            starts = starts[:-1]  # nothing after the final newline
-        if len(starts) and (np.frombuffer(data, dtype=np.uint8)[starts] == ord("{")).all():
-            return ObjectLines(key, len(body), line_numbers=np.arange(1, len(starts) + 1, dtype=np.int64), text=data,
-                               newlines=len(newline_at), longest_line=_longest(starts, newline_at, len(data)),
-                               lines_open_with_brace=True)
-    lines = _split(data)
-    if has_cr:
-        lines = pc.replace_substring_regex(lines, r"\r$", "")
-    numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
-    blank = pc.equal(pc.binary_length(pc.ascii_trim_whitespace(lines)), 0)
-    trailing = len(lines) > 0 and blank[len(lines) - 1].as_py()  # the empty string after a final newline
-    if (pc.sum(blank).as_py() or 0) != int(trailing):
-        keep = pc.invert(blank)
-        lines, numbers = lines.filter(keep), numbers[keep.to_numpy(zero_copy_only=False)]
-    else:
-        lines, numbers = lines.slice(0, len(lines) - int(trailing)), numbers[:len(lines) - int(trailing)]
-    starts = value_offsets(lines)[:-1]
-    opens_with_brace = bool((np.frombuffer(lines.buffers()[2], dtype=np.uint8)[starts] == ord("{")).all()) if len(lines) else True
-    longest = int(pc.max(pc.binary_length(lines)).as_py() or 0)
-    return ObjectLines(key, len(body), line_numbers=numbers, text=data, newlines=len(newline_at), longest_line=longest,
-                       lines_open_with_brace=opens_with_brace, split_lines=lines)
-
-
-def _split(data: bytes) -> pa.LargeStringArray:
-    return pc.split_pattern(_one_value(data, pa.large_string()), "\n").flatten()
-
-
-def _longest(starts: np.ndarray, newline_at: np.ndarray, size: int) -> int:
-    """The longest line's length in bytes: each line runs from its start to the next newline
-    (the last one perhaps to the end of the text)."""
-    ends = np.append(newline_at, size)[:len(starts)]
-    return int(np.max(ends - starts))
-
-
-_SCAN_WINDOW = 1 << 20
-
-
-def _newline_positions(data: bytes) -> np.ndarray:
-    array = np.frombuffer(data, dtype=np.uint8)
-    # in windows: each comparison's temporary stays in cache
-    found = [np.flatnonzero(array[start:start + _SCAN_WINDOW] == ord("\n")) + start
-             for start in range(0, len(array), _SCAN_WINDOW)]
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-
-
-def _one_value(data: bytes, kind: pa.DataType) -> pa.Array:
-    """``data`` as the single value of a large string or binary array, without copying it."""
-    return pa.Array.from_buffers(kind, 1, [None, pa.py_buffer(np.array([0, len(data)], dtype=np.int64)), pa.py_buffer(data)])
-
-
-def _first_invalid_utf8(data: bytes) -> int:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return error.start
-    return -1
 
 
 class _DuplicateKey(ValueError):
@@ -346,30 +235,6 @@ def _normalise_arrow_block(block: pa.Table, rows: np.ndarray, property_fields: t
     columns["parse_detail"] = pa.nulls(n, pa.string())
     return pa.table(columns, schema=parsed_schema(property_fields, block.schema.field("quantity").type))
 
-
-def value_offsets(array: pa.Array) -> np.ndarray:
-    """A string array's ``len + 1`` offsets into its data buffer, without copying them (the
-    array's offset honoured)."""
-    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
-    return np.frombuffer(array.buffers()[1], dtype=width)[array.offset: array.offset + len(array) + 1]
-
-
-def value_data(array: pa.Array) -> pa.Buffer:
-    """The bytes of a string array's values, back to back, without copying them (the array's
-    offset honoured; an empty or all-null array has none)."""
-    data = array.buffers()[2]
-    if data is None or len(array) == 0:
-        return pa.py_buffer(b"")
-    bounds = value_offsets(array)
-    return data[bounds[0]: bounds[-1]]
-
-
-def join_texts(*parts: pa.Array | str) -> pa.Array:
-    """Text columns and literal texts concatenated row by row; the literals take the columns'
-    type (string, or large_string where a day's raw lines can pass 2 GiB)."""
-    kind = next(part.type for part in parts if not isinstance(part, str))
-    return pc.binary_join_element_wise(*(pa.scalar(part, kind) if isinstance(part, str) else part for part in parts),
-                                       pa.scalar("", kind))
 
 
 def _concat_with_newlines(lines: pa.Array) -> pa.Buffer:

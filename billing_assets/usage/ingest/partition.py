@@ -1,0 +1,323 @@
+"""One daily partition of raw usage → accepted events, duplicates and quarantined lines (§2–§4),
+in three stages that each hold a bounded batch, whatever the day's size:
+
+1. per object (``objects``): chunks of lines read, parsed and checked, left in the spill;
+2. per dedupe bucket (``dedupe``): runs of buckets deduplicated side by side;
+3. per chunk again, in (object key, line number) order: the accepted events, the duplicates
+   and the quarantine handed to sinks as they come (the asset's sinks stream Parquet files).
+
+Only the repeats' identities (about 60 bytes a repeated line) are kept across stages.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import BinaryIO, Protocol, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from billing_assets.lib.arrow_text import join_texts
+from billing_assets.reference.loading import ReferenceData
+from billing_assets.usage.ingest.dedupe import (
+    FINE_BUCKETS, PAYLOAD_COLUMNS, BucketedKeys, bucket_runs, repeats_in_run, same_payload,
+)
+from billing_assets.usage.ingest.lines import object_chunks
+from billing_assets.usage.ingest.objects import CheckedChunk, CheckedObject, check_object
+from billing_assets.usage.ingest.rules import (
+    DUPLICATE_EVENTS_SCHEMA, QUARANTINED_EVENTS_SCHEMA, USAGE_EVENTS_SCHEMA, _PartitionContext,
+)
+from billing_assets.usage.ingest.spill import Spill
+from billing_assets.usage.quarantine import QUARANTINE_RECORD_SCHEMA
+from billing_assets.usage.reasons import Reason
+
+
+@dataclass(frozen=True)
+class RawObject:
+    """One raw object. ``body`` holds its bytes, or ``open`` streams them when ingest reaches
+    it (``fetch`` reads them whole, for callers that have no stream)."""
+
+    key: str
+    body: bytes | None
+    last_modified: datetime
+    fetch: Callable[[], bytes] | None = None
+    etag: str = ""  # as listed: what tells a replaced object from the one ingested
+    open: Callable[[], BinaryIO] | None = None
+
+    def read(self) -> bytes:
+        return self.body if self.body is not None else self.fetch()
+
+    def stream(self) -> BinaryIO:
+        if self.body is None and self.open is not None:
+            return self.open()
+        return io.BytesIO(self.read())
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one partition may hold at once: a chunk of about ``chunk_bytes`` decoded text per
+    worker while checking, about ``bucket_rows`` dedupe keys per worker while deduplicating."""
+
+    chunk_bytes: int | None = 32 << 20
+    bucket_rows: int = 1_000_000
+    workers: int = (os.cpu_count() or 1) + 1  # one more than cores: a fetch overlaps the others' parsing
+    spill_dir: str | None = None
+
+
+class TableSink(Protocol):
+    def write(self, table: pa.Table) -> None: ...
+
+
+class MemorySink:
+    def __init__(self, schema: pa.Schema):
+        self.schema, self.tables = schema, []
+
+    def write(self, table: pa.Table) -> None:
+        self.tables.append(table)
+
+    def table(self) -> pa.Table:
+        return pa.concat_tables(self.tables).combine_chunks() if self.tables else self.schema.empty_table()
+
+
+@dataclass
+class Sinks:
+    events: TableSink
+    quarantined: TableSink
+    duplicates: TableSink
+    records: TableSink  # QUARANTINE_RECORD_SCHEMA: the raw text of every quarantined line
+
+    @classmethod
+    def in_memory(cls) -> "Sinks":
+        return cls(MemorySink(USAGE_EVENTS_SCHEMA), MemorySink(QUARANTINED_EVENTS_SCHEMA),
+                   MemorySink(DUPLICATE_EVENTS_SCHEMA), MemorySink(QUARANTINE_RECORD_SCHEMA))
+
+
+@dataclass
+class IngestResult:
+    """What one partition's raw objects became: counts, and the tables when they were collected
+    in memory (``ingest_partition``). ``quarantined_lines`` keeps the raw text of every rejected
+    line for the quarantine prefix; the warehouse tables never hold raw lines."""
+
+    accepted: int = 0
+    duplicate_count: int = 0
+    reason_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys((r.value for r in Reason), 0))
+    lines_read: int = 0
+    bytes_read: int = 0
+    objects_read: int = 0
+    empty_objects: list[str] = field(default_factory=list)
+    unreadable_objects: list[str] = field(default_factory=list)
+    ignored_fields: int = 0
+    largest_batch_lines: int = 0  # the most lines of one chunk held at once
+    largest_batch_keys: int = 0  # the most dedupe keys of one run held at once
+    events: pa.Table | None = None
+    quarantined: pa.Table | None = None
+    duplicates: pa.Table | None = None
+    quarantined_lines: pa.Table | None = None  # QUARANTINE_RECORD_SCHEMA
+
+    @property
+    def quarantined_line_count(self) -> int:
+        return sum(count for reason, count in self.reason_counts.items() if reason != Reason.UNREADABLE_FILE.value)
+
+
+def ingest_partition(day: date, objects: Sequence[RawObject], reference: ReferenceData,
+                     limits: Limits = Limits()) -> IngestResult:
+    """Apply CONTRACT.md §2–§4 to every object of one daily partition, the tables in memory."""
+    sinks = Sinks.in_memory()
+    result = ingest_into(day, objects, reference, sinks, limits)
+    result.events, result.quarantined = sinks.events.table(), sinks.quarantined.table()
+    result.duplicates, result.quarantined_lines = sinks.duplicates.table(), sinks.records.table()
+    return result
+
+
+@dataclass
+class _Chunks:
+    """The readable objects' checked chunks in partition order, their passed lines numbered
+    across the partition (chunk ``i`` holds rows ``starts[i]`` to ``starts[i + 1]``)."""
+
+    owners: list[CheckedObject]
+    chunks: list[CheckedChunk]
+
+    def __post_init__(self):
+        self.starts = np.cumsum([0] + [chunk.passed for chunk in self.chunks])
+
+    def take(self, spill: Spill, rows: np.ndarray, columns: list[str]) -> pa.Table:
+        """``columns`` of passed ``rows`` (in any order), with each row's ``object_key``."""
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        owner = np.searchsorted(self.starts, ordered, side="right") - 1
+        bounds = np.searchsorted(owner, np.arange(len(self.chunks) + 1))
+        pieces = [pa.Table.from_batches([spill.read(f"passed-{self.chunks[i].name}").select(columns)])
+                  .take(pa.array(ordered[start:end] - self.starts[i]))
+                  for i, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])) if end > start]
+        taken = pa.concat_tables(pieces).combine_chunks()
+        keys = pa.array([item.key for item in self.owners], pa.string())
+        taken = taken.append_column("object_key", keys.take(pa.array(owner)))
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return taken.take(pa.array(inverse))
+
+
+_REPEATS_SCHEMA = pa.schema([("row", pa.int64()), ("first_row", pa.int64()), ("conflict", pa.bool_()),
+                             ("object_key", pa.string()), ("line_number", pa.int64()), ("source", pa.string()),
+                             ("event_id", pa.string()), ("first_object_key", pa.string()),
+                             ("first_line_number", pa.int64())])
+
+
+def _repeats(spill: Spill, parts: _Chunks, run: tuple[int, int]) -> tuple[pa.Table, int]:
+    """Stage 2 for one run of fine buckets: every repeated row, whether it conflicts, and where
+    its first occurrence is; and how many keys the run held."""
+    batches = []
+    for chunk in parts.chunks:  # memory-mapped: only the run's slice of each is read
+        keys = spill.read(f"keys-{chunk.name}")
+        batches.append(BucketedKeys(keys.column(0), keys.column(1).to_numpy(), chunk.key_bounds))
+    repeat, first, held = repeats_in_run(batches, parts.starts[:-1], run)
+    if not len(repeat):
+        return _REPEATS_SCHEMA.empty_table(), held
+    these = parts.take(spill, repeat, PAYLOAD_COLUMNS + ["line_number", "source", "event_id"])
+    those = parts.take(spill, first, PAYLOAD_COLUMNS + ["line_number"])
+    return pa.table({
+        "row": repeat, "first_row": first, "conflict": pa.array(~same_payload(these, those)),
+        "object_key": these.column("object_key"), "line_number": these.column("line_number"),
+        "source": these.column("source"), "event_id": these.column("event_id"),
+        "first_object_key": those.column("object_key"), "first_line_number": those.column("line_number"),
+    }, schema=_REPEATS_SCHEMA), held
+
+
+def _in_order(pool: ThreadPoolExecutor, work: Callable, items: Iterable, ahead: int) -> Iterator:
+    """``work`` of each item, side by side but at most ``ahead`` at once, yielded in order."""
+    pending = []
+    for item in items:
+        pending.append(pool.submit(work, item))
+        if len(pending) > ahead:
+            yield pending.pop(0).result()
+    for future in pending:
+        yield future.result()
+
+
+def ingest_into(day: date, objects: Sequence[RawObject], reference: ReferenceData, sinks: Sinks,
+                limits: Limits = Limits()) -> IngestResult:
+    """Apply CONTRACT.md §2–§4 to every object of one daily partition, handing the tables to
+    ``sinks`` in (object key, line number) order; returns the counts."""
+    ctx = _PartitionContext.build(day, reference)
+    ordered = sorted(objects, key=lambda item: item.key)
+    with Spill(limits.spill_dir) as spill, ThreadPoolExecutor(max_workers=limits.workers) as pool:
+        checked = list(pool.map(
+            lambda pair: check_object(pair[0], pair[1].key, pair[1].stream(), pair[1].last_modified, ctx, spill,
+                                      limits.chunk_bytes), enumerate(ordered)))
+        readable = [item for item in checked if not item.unreadable]
+        parts = _Chunks([item for item in readable for _ in item.chunks], [c for item in readable for c in item.chunks])
+        per_bucket = sum((np.diff(chunk.key_bounds) for chunk in parts.chunks), np.zeros(FINE_BUCKETS, np.int64))
+        found = list(pool.map(lambda run: _repeats(spill, parts, run), bucket_runs(per_bucket, limits.bucket_rows)))
+        repeats = pa.concat_tables([table for table, _ in found] or [_REPEATS_SCHEMA.empty_table()])
+        repeats = repeats.take(pc.sort_indices(repeats.column("row")))
+        result = IngestResult(
+            objects_read=len(ordered), bytes_read=sum(item.bytes_read for item in checked),
+            lines_read=sum(item.line_count for item in readable),
+            ignored_fields=sum(item.ignored_fields for item in readable),
+            unreadable_objects=[item.key for item in checked if item.unreadable],
+            empty_objects=[item.key for item in readable if not item.chunks],
+            largest_batch_lines=max((chunk.lines for chunk in parts.chunks), default=0),
+            largest_batch_keys=max((held for _, held in found), default=0),
+        )
+        _publish_events(spill, parts, repeats, sinks.events, pool, limits.workers, result)
+        _publish_duplicates(repeats, sinks.duplicates, result)
+        _publish_quarantine(spill, parts, repeats, checked, ordered, sinks, limits, result)
+    return result
+
+
+def _publish_events(spill: Spill, parts: _Chunks, repeats: pa.Table, sink: TableSink, pool: ThreadPoolExecutor,
+                    ahead: int, result: IngestResult) -> None:
+    repeated = repeats.column("row").to_numpy()
+
+    def accepted(index: int) -> pa.Table:
+        table = pa.Table.from_batches([spill.read(f"passed-{parts.chunks[index].name}")])
+        low, high = np.searchsorted(repeated, parts.starts[index:index + 2])
+        if high > low:
+            keep = np.ones(table.num_rows, dtype=bool)
+            keep[repeated[low:high] - parts.starts[index]] = False
+            table = table.filter(pa.array(keep))
+        key = pa.repeat(pa.scalar(parts.owners[index].key, pa.string()), table.num_rows)
+        return pa.Table.from_arrays([key, *table.select(USAGE_EVENTS_SCHEMA.names[1:]).columns],
+                                    schema=USAGE_EVENTS_SCHEMA)
+
+    for table in _in_order(pool, accepted, range(len(parts.chunks)), ahead):
+        result.accepted += table.num_rows
+        sink.write(table)
+
+
+def _publish_duplicates(repeats: pa.Table, sink: TableSink, result: IngestResult) -> None:
+    plain = repeats.filter(pc.invert(repeats.column("conflict")))
+    result.duplicate_count = plain.num_rows
+    sink.write(plain.select(DUPLICATE_EVENTS_SCHEMA.names).cast(DUPLICATE_EVENTS_SCHEMA))
+
+
+def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked: list[CheckedObject],
+                        ordered: list[RawObject], sinks: Sinks, limits: Limits, result: IngestResult) -> None:
+    """Unreadable objects first (in key order), then every rejected line and conflicting copy by
+    (object key, line number); the quarantine records list the lines first, the files last."""
+    files = pa.table({
+        "object_key": [item.key for item in checked if item.unreadable],
+        "line_number": pa.nulls(len(result.unreadable_objects), pa.int64()),
+        "reason": [Reason.UNREADABLE_FILE.value] * len(result.unreadable_objects),
+        "detail": [item.unreadable for item in checked if item.unreadable],
+    }, schema=QUARANTINED_EVENTS_SCHEMA)
+    sinks.quarantined.write(files)
+    conflicts = repeats.filter(repeats.column("conflict"))
+    counts = Counter({Reason.UNREADABLE_FILE.value: files.num_rows, Reason.DUPLICATE_CONFLICT.value: conflicts.num_rows})
+    for item in checked:
+        counts.update(item.reasons)
+    result.reason_counts.update(counts)
+    conflict_rows = conflicts.column("row").to_numpy()
+    texts = _conflict_texts(conflicts, {raw.key: raw for raw in ordered}, limits.chunk_bytes)
+    for index, chunk in enumerate(parts.chunks):
+        pieces = []
+        if chunk.lines > chunk.passed:
+            pieces.append(pa.Table.from_batches([spill.read(f"rejects-{chunk.name}")]))
+        low, high = np.searchsorted(conflict_rows, parts.starts[index:index + 2])
+        if high > low:
+            mine = conflicts.slice(low, high - low)
+            pieces.append(pa.table({
+                "line_number": mine.column("line_number"),
+                "reason": pa.repeat(pa.scalar(Reason.DUPLICATE_CONFLICT.value, pa.string()), mine.num_rows),
+                # source and event_id passed their charsets: quoted, they are their own repr
+                "detail": join_texts("(source '", mine.column("source"), "', event_id '", mine.column("event_id"),
+                                     "') was first seen at ", mine.column("first_object_key"), " line ",
+                                     mine.column("first_line_number").cast(pa.string()), " with a different payload"),
+                "line": texts.slice(low, high - low),
+            }))
+        if not pieces:
+            continue
+        rejects = pa.concat_tables(pieces)
+        if len(pieces) > 1:
+            rejects = rejects.take(pc.sort_indices(rejects.column("line_number")))
+        key = pa.repeat(pa.scalar(parts.owners[index].key, pa.string()), rejects.num_rows)
+        rejects = rejects.add_column(0, "object_key", key)
+        sinks.quarantined.write(rejects.select(QUARANTINED_EVENTS_SCHEMA.names).cast(QUARANTINED_EVENTS_SCHEMA))
+        sinks.records.write(rejects.select(QUARANTINE_RECORD_SCHEMA.names).cast(QUARANTINE_RECORD_SCHEMA))
+    sinks.records.write(files.append_column("line", pa.nulls(files.num_rows, pa.large_string()))
+                        .cast(QUARANTINE_RECORD_SCHEMA))
+
+
+def _conflict_texts(conflicts: pa.Table, raw_of: dict[str, RawObject], chunk_bytes: int | None) -> pa.Array:
+    """The raw text of each conflicting copy, in the conflicts' order: its object is read again
+    (a conflict is found after its object was let go)."""
+    pieces = []
+    keys = conflicts.column("object_key").to_pylist()
+    numbers = conflicts.column("line_number").to_numpy()
+    starts = [0] + [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]] + [len(keys)]
+    for start, end in zip(starts[:-1], starts[1:]):
+        if end == start:
+            continue
+        wanted = numbers[start:end]  # ascending: conflicts are in partition order
+        for lines in object_chunks(keys[start], raw_of[keys[start]].stream(), chunk_bytes):
+            where = np.flatnonzero(np.isin(lines.line_numbers, wanted))
+            if len(where):
+                pieces.append(lines.lines.take(pa.array(where)).cast(pa.large_string()))
+    return pa.concat_arrays(pieces) if pieces else pa.array([], pa.large_string())
