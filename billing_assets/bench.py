@@ -9,7 +9,10 @@ its own) and then alternates, for a few rounds, two child processes:
       first of each (source, event_id) and sums quantity per customer and meter. DuckDB cannot
       skip an unreadable object, so it reads the others (the day says which it is).
 Each side counts its fastest round (a shared VM's speed wanders by 20 % and more within a
-minute) and its highest peak RSS (from ``wait4``: the child's own high-water mark).
+minute) and its highest peak RSS (from ``wait4``: the child's own high-water mark). Linux hands a
+child the high-water mark of the process it was forked from, and this one holds a generated day
+of millions of lines: both sides are therefore started by a small spawner process begun before
+anything is generated, so that neither inherits the generator's memory.
 The last line is machine-readable:
   job_vs_duckdb_throughput_ratio=X peak_rss_ratio=Y peak_rss_mb=Z
 X is the worst shape's events/s ratio, Y the worst shape's RSS ratio, Z our largest peak RSS.
@@ -64,19 +67,48 @@ def measure_duckdb(bucket: str, prefix: str, skip: list[str]) -> dict:
     return {"rows": len(rows), "events": sum(row[3] for row in rows)}
 
 
+_SPAWNER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    request = json.loads(line)
+    with open(request["output"], "wb") as out:
+        started = time.perf_counter()
+        child = subprocess.Popen(request["command"], stdout=out, stderr=subprocess.STDOUT, env=request["env"],
+                                 stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+    print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_mib": usage.ru_maxrss / 1024,
+                      "code": os.waitstatus_to_exitcode(status)}), flush=True)
+"""
+
+
+class _Spawner:
+    """Starts the measured children from a process that holds nothing (see the module's notes)."""
+
+    process: subprocess.Popen | None = None
+
+    @classmethod
+    def start(cls) -> None:
+        cls.process = subprocess.Popen([sys.executable, "-c", _SPAWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       text=True)
+
+    @classmethod
+    def run(cls, command: list[str], env: dict, output: str) -> dict:
+        if cls.process is None:
+            cls.start()
+        cls.process.stdin.write(json.dumps({"command": command, "env": env, "output": output}) + "\n")
+        cls.process.stdin.flush()
+        return json.loads(cls.process.stdout.readline())
+
+
 def _timed(command: list[str], env: dict) -> tuple[float, float, str]:
     """(seconds, peak RSS MiB, stdout) of one child process, which must succeed."""
-    with tempfile.TemporaryFile() as out:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        text = out.read().decode(errors="replace")
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}:\n{text[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024, text
+    with tempfile.TemporaryDirectory() as folder:
+        output = os.path.join(folder, "output")
+        measured = _Spawner.run(command, dict(env), output)
+        text = Path(output).read_bytes().decode(errors="replace")
+    if measured["code"] != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {measured['code']}:\n{text[-3000:]}")
+    return measured["seconds"], measured["peak_rss_mib"], text
 
 
 def run_ours(day: BenchDay, bucket: str, home: Path) -> dict:
@@ -152,6 +184,7 @@ def main() -> int:
     if args.measure_duckdb:
         print(json.dumps(measure_duckdb(**json.loads(args.measure_duckdb))))
         return 0
+    _Spawner.start()  # before anything is generated: the children inherit its high-water mark
 
     from billing_assets.cli import _use_embedded_s3
     from billing_assets.demo.embedded_s3 import stop_server
