@@ -9,6 +9,7 @@ UI shows. Validation runs inside partition-aware asset checks that read the stor
 import copy
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import duckdb
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from billing_assets.lib.lake import BillingLake
+from billing_assets.lib.memory import give_back_memory
 
 
 def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
@@ -42,9 +44,9 @@ def markdown_preview(table: pa_arrow.Table, rows: int = 10) -> dg.MetadataValue:
     return dg.MetadataValue.md(table.slice(0, rows).to_pandas().to_markdown(index=False))
 
 
-VALIDATION_BATCH_ROWS = 500_000
+VALIDATION_BATCH_ROWS = 200_000  # pandera holds about 3 KiB a row while it validates
 # DuckDB beside the job: a bounded share of memory, spilling to disk past it
-DUCKDB_CONFIG = {"memory_limit": "1GB", "threads": 2, "preserve_insertion_order": "false"}
+DUCKDB_CONFIG = {"memory_limit": "512MB", "threads": 2, "preserve_insertion_order": "false"}
 
 
 def parquet_relation(path: str) -> str:
@@ -54,8 +56,14 @@ def parquet_relation(path: str) -> str:
 
 def _batches(source: pa_arrow.Table | str, batch_rows: int):
     if isinstance(source, str):
-        yield from (pa_arrow.Table.from_batches([batch])
-                    for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows))
+        # the next batch is decoded while this one is validated (decoding releases the GIL;
+        # pandera does not), one batch ahead at most
+        batches = pq.ParquetFile(source).iter_batches(batch_size=batch_rows)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = pool.submit(next, batches, None)
+            while (batch := ahead.result()) is not None:
+                ahead = pool.submit(next, batches, None)
+                yield pa_arrow.Table.from_batches([batch])
         return
     for start in range(0, max(source.num_rows, 1), batch_rows):
         yield source.slice(start, batch_rows)
@@ -146,7 +154,10 @@ def partition_check(
     @dg.asset_check(asset=asset, name=name, description=description, blocking=True, partitions_def=partitions_def)
     def _check(context: dg.AssetCheckExecutionContext, lake: BillingLake) -> dg.AssetCheckResult:
         keys = context.op_execution_context.partition_keys
-        outcomes = {key: evaluate(lake, key) for key in keys}
+        outcomes = {}
+        for key in keys:
+            outcomes[key] = evaluate(lake, key)
+            give_back_memory()
         failed = [key for key, (passed, _) in outcomes.items() if not passed]
         if len(keys) == 1:
             passed, metadata = outcomes[keys[0]]

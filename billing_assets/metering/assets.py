@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
+from billing_assets.lib.memory import give_back_memory
 from billing_assets.metering.aggregate import meter_batches
 from billing_assets.metering.schemas import MeteredUsage
 from billing_assets.partitions import daily_usage_partitions
@@ -40,6 +41,7 @@ def metered_usage(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.Ma
         with lake.local_partition("usage_events", day) as path:  # a day's events are read a batch at a time
             table = meter_batches(date.fromisoformat(day), pq.ParquetFile(path).iter_batches(METERING_BATCH_ROWS),
                                   aggregation)
+        give_back_memory()
         key, _ = lake.write_table("metered_usage", day, table)
         uri, tables[day] = lake.uri(key), table
     combined = pa.concat_tables(tables.values())

@@ -4,6 +4,7 @@
 import hashlib
 import os
 import tempfile
+import time
 from datetime import date
 
 import dagster as dg
@@ -12,6 +13,7 @@ from pydantic import Field
 
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake, ParquetFileSink
+from billing_assets.lib.memory import give_back_memory
 from billing_assets.partitions import daily_usage_partitions
 from billing_assets.reference.assets import REFERENCE_ASSET_KEYS, read_reference
 from billing_assets.reference.loading import ReferenceData
@@ -112,6 +114,9 @@ def _day_metadata(result: IngestResult) -> dict:
         "empty_objects": dg.MetadataValue.json(result.empty_objects),
         "unreadable_objects": dg.MetadataValue.json(result.unreadable_objects),
         "ignored_top_level_fields": result.ignored_fields,
+        "largest_batch_lines": result.largest_batch_lines,
+        "largest_batch_keys": result.largest_batch_keys,
+        "stage_seconds": dg.MetadataValue.json({name: round(value, 2) for name, value in result.stage_seconds.items()}),
     }
 
 
@@ -162,7 +167,10 @@ def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake, ingest_li
     for day in context.partition_keys:
         objects = load_raw_objects(lake, day)
         fingerprints[day] = day_fingerprint(objects)
+        started = time.perf_counter()
         result, heads = ingest_day(lake, day, reference, objects, ingest_limits.limits())
+        result.stage_seconds["published"] = time.perf_counter() - started - sum(result.stage_seconds.values())
+        give_back_memory()
         context.log.info(
             f"{day}: {result.lines_read} lines → {result.accepted} accepted, "
             f"{result.duplicate_count} duplicates, {result.quarantined_line_count} quarantined"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -116,6 +117,7 @@ class IngestResult:
     ignored_fields: int = 0
     largest_batch_lines: int = 0  # the most lines of one chunk held at once
     largest_batch_keys: int = 0  # the most dedupe keys of one run held at once
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
     events: pa.Table | None = None
     quarantined: pa.Table | None = None
     duplicates: pa.Table | None = None
@@ -208,12 +210,14 @@ def ingest_into(day: date, objects: Sequence[RawObject], reference: ReferenceDat
     ctx = _PartitionContext.build(day, reference)
     ordered = sorted(objects, key=lambda item: item.key)
     with Spill(limits.spill_dir) as spill, ThreadPoolExecutor(max_workers=limits.workers) as pool:
+        started = time.perf_counter()
         checked = list(pool.map(
             lambda pair: check_object(pair[0], pair[1].key, pair[1].stream(), pair[1].last_modified, ctx, spill,
                                       limits.chunk_bytes), enumerate(ordered)))
         readable = [item for item in checked if not item.unreadable]
         parts = _Chunks([item for item in readable for _ in item.chunks], [c for item in readable for c in item.chunks])
         per_bucket = sum((np.diff(chunk.key_bounds) for chunk in parts.chunks), np.zeros(FINE_BUCKETS, np.int64))
+        checked_at = time.perf_counter()
         found = list(pool.map(lambda run: _repeats(spill, parts, run), bucket_runs(per_bucket, limits.bucket_rows)))
         repeats = pa.concat_tables([table for table, _ in found] or [_REPEATS_SCHEMA.empty_table()])
         repeats = repeats.take(pc.sort_indices(repeats.column("row")))
@@ -226,9 +230,12 @@ def ingest_into(day: date, objects: Sequence[RawObject], reference: ReferenceDat
             largest_batch_lines=max((chunk.lines for chunk in parts.chunks), default=0),
             largest_batch_keys=max((held for _, held in found), default=0),
         )
+        deduplicated_at = time.perf_counter()
         _publish_events(spill, parts, repeats, sinks.events, pool, limits.workers, result)
         _publish_duplicates(repeats, sinks.duplicates, result)
         _publish_quarantine(spill, parts, repeats, checked, ordered, sinks, limits, result)
+        result.stage_seconds = {"objects": checked_at - started, "dedupe": deduplicated_at - checked_at,
+                                "publish": time.perf_counter() - deduplicated_at}
     return result
 
 
