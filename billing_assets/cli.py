@@ -149,13 +149,17 @@ def execute_range(job, keys: list[str], dagster_instance, progress_step: str | N
     import threading
     import uuid
 
+    from billing_assets.monitoring.orphans import process_tags
+
     run_id, finished, outcome = str(uuid.uuid4()), threading.Event(), {}
 
     def work():
         try:
+            # the process is named in the run's tags: if it is killed, the next look marks the run failed
             outcome["result"] = job.execute_in_process(
                 instance=dagster_instance, raise_on_error=False, run_config=QUIET_LOGS, run_id=run_id,
-                **({"partition_key": keys[0]} if len(keys) == 1 else {"tags": range_tags(keys)}))
+                **({"partition_key": keys[0], "tags": process_tags()} if len(keys) == 1
+                   else {"tags": range_tags(keys) | process_tags()}))
         except BaseException as error:  # handed to the caller's thread
             outcome["error"] = error
         finally:
@@ -184,9 +188,12 @@ def execute_range(job, keys: list[str], dagster_instance, progress_step: str | N
 def _run(days: list[str], bucket: str, dagster_instance) -> RunSummary:
     warnings.filterwarnings("ignore")
     from billing_assets.definitions import defs
+    from billing_assets.monitoring.orphans import fail_orphaned_runs
     from billing_assets.usage.reasons import REASON_CODES
 
     print(f"billing run {days[0]} → {days[-1]}: {len(days)} day(s), bucket '{bucket}', instance {os.environ['DAGSTER_HOME']}")
+    for run_id, reason in fail_orphaned_runs(dagster_instance):
+        print(f"run {run_id[:8]} marked failed: {reason}")
     reference = defs.resolve_job_def("reference_job").execute_in_process(
         instance=dagster_instance, raise_on_error=False, run_config=QUIET_LOGS)
     if not reference.success:

@@ -7,6 +7,7 @@ from billing_assets.invoicing import checks as invoicing_checks
 from billing_assets.metering import assets as metering_assets
 from billing_assets.monitoring import assets as monitoring_assets
 from billing_assets.monitoring import checks as monitoring_checks
+from billing_assets.monitoring.orphans import orphaned_run_sensor
 from billing_assets.monitoring.sla import SlaPolicy
 from billing_assets.metering import checks as metering_checks
 from billing_assets.rating import assets as rating_assets
@@ -39,7 +40,8 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules([usage_checks, metering_checks, rating_checks,
                                                     invoicing_checks, monitoring_checks]),
     jobs=[reference_job, daily_usage_job, monthly_billing_job],
-    sensors=[raw_usage_sensor, reference_sensor, invoice_issuing_sensor, billing_automation_sensor],
+    sensors=[raw_usage_sensor, reference_sensor, invoice_issuing_sensor, billing_automation_sensor,
+             orphaned_run_sensor],
     schedules=[daily_usage_schedule, monthly_invoicing_schedule],
     # one process per run: the steps of a run are a chain that reads and writes S3 in turn, so a
     # process per step (the default) bought no parallelism and cost ~3 s of start-up per step

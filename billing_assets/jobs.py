@@ -2,6 +2,10 @@
 
 import dagster as dg
 
+# the bound on a run the daemon's run monitoring enforces (a year's single-run backfill fits);
+# a run whose process died is failed long before by monitoring/orphans.py
+MAX_RUNTIME = {"dagster/max_runtime": str(12 * 3600)}
+
 # judged on the clock by the automation sensor, not as part of the data's own runs
 SLA_CHECKS = dg.AssetSelection.checks(
     dg.AssetCheckKey(dg.AssetKey("metered_usage"), "metered_by_deadline"),
@@ -17,9 +21,11 @@ daily_usage_job = dg.define_asset_job(
     "daily_usage_job",
     selection=dg.AssetSelection.groups("usage", "metering", "sla") - SLA_CHECKS,
     description="Ingest one or more days of raw usage and meter them, with every blocking check.",
+    tags=MAX_RUNTIME,
 )
 monthly_billing_job = dg.define_asset_job(
     "monthly_billing_job",
     selection=dg.AssetSelection.groups("rating", "invoicing", "monitoring") - SLA_CHECKS,
     description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage.",
+    tags=MAX_RUNTIME,
 )

@@ -45,7 +45,8 @@ def test_daily_assets_run_a_backfill_as_one_run():
 def test_sensors_run_by_default_and_schedules_wait_for_deployments_without_them():
     assert {sensor.name: sensor.default_status for sensor in defs.sensors} == {
         name: dg.DefaultSensorStatus.RUNNING for name in (
-            "raw_usage_sensor", "reference_sensor", "invoice_issuing_sensor", "billing_automation_sensor")}
+            "raw_usage_sensor", "reference_sensor", "invoice_issuing_sensor", "billing_automation_sensor",
+            "orphaned_run_sensor")}
     schedules = {schedule.name: schedule for schedule in defs.schedules}
     assert set(schedules) == {"daily_usage_schedule", "monthly_invoicing_schedule"}
     assert all(schedule.default_status == dg.DefaultScheduleStatus.STOPPED for schedule in schedules.values())
