@@ -18,6 +18,7 @@ from billing_assets.partitions import daily_usage_partitions
 from billing_assets.reference.assets import read_reference
 
 METERING_BATCH_ROWS = 1 << 20
+METERED_COLUMNS = ["event_id", "timestamp", "meter", "customer_id", "quantity", "unique_value"]  # what metering reads
 
 
 @dg.asset(
@@ -39,8 +40,8 @@ def metered_usage(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.Ma
     tables, uri = {}, None
     for day in context.partition_keys:
         with lake.local_partition("usage_events", day) as path:  # a day's events are read a batch at a time
-            table = meter_batches(date.fromisoformat(day), pq.ParquetFile(path).iter_batches(METERING_BATCH_ROWS),
-                                  aggregation)
+            table = meter_batches(date.fromisoformat(day), pq.ParquetFile(path).iter_batches(
+                METERING_BATCH_ROWS, columns=METERED_COLUMNS), aggregation)
         give_back_memory()
         key, _ = lake.write_table("metered_usage", day, table)
         uri, tables[day] = lake.uri(key), table

@@ -77,6 +77,6 @@ def check_object(index: int, key: str, stream, last_modified: datetime, ctx: _Pa
         keys = bucketed(dedupe_keys(_single_array(good.column("source")), event_id), tails(event_id),
                         np.arange(good.num_rows, dtype=np.int64))
         spill.write(f"passed-{name}", good)
-        spill.write(f"keys-{name}", pa.table({"key": keys.keys, "row": keys.rows}))
+        spill.write_parts(f"keys-{name}", pa.table({"key": keys.keys, "row": keys.rows}), keys.bounds)
         checked.chunks.append(CheckedChunk(name, len(lines.line_numbers), good.num_rows, keys.bounds))
     return checked

@@ -175,10 +175,13 @@ _REPEATS_SCHEMA = pa.schema([("row", pa.int64()), ("first_row", pa.int64()), ("c
 def _repeats(spill: Spill, parts: _Chunks, run: tuple[int, int]) -> tuple[pa.Table, int]:
     """Stage 2 for one run of fine buckets: every repeated row, whether it conflicts, and where
     its first occurrence is; and how many keys the run held."""
+    low, high = run
     batches = []
-    for chunk in parts.chunks:  # memory-mapped: only the run's slice of each is read
-        keys = spill.read(f"keys-{chunk.name}")
-        batches.append(BucketedKeys(keys.column(0), keys.column(1).to_numpy(), chunk.key_bounds))
+    for chunk in parts.chunks:  # only the run's buckets of each chunk are read
+        bounds = chunk.key_bounds - chunk.key_bounds[low]
+        keys = spill.read_parts(f"keys-{chunk.name}", low, high) if bounds[high] else None
+        batches.append(BucketedKeys(keys.column("key").combine_chunks(), keys.column("row").to_numpy(), bounds)
+                       if keys is not None else BucketedKeys(pa.array([], pa.string()), np.zeros(0, np.int64), bounds))
     repeat, first, held = repeats_in_run(batches, parts.starts[:-1], run)
     if not len(repeat):
         return _REPEATS_SCHEMA.empty_table(), held
