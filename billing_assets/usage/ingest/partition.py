@@ -236,7 +236,7 @@ def ingest_into(day: date, objects: Sequence[RawObject], reference: ReferenceDat
         deduplicated_at = time.perf_counter()
         _publish_events(spill, parts, repeats, sinks.events, pool, limits.workers, result)
         _publish_duplicates(repeats, sinks.duplicates, result)
-        _publish_quarantine(spill, parts, repeats, checked, ordered, sinks, limits, result)
+        _publish_quarantine(spill, parts, repeats, checked, ordered, sinks, limits, result, pool)
         result.stage_seconds = {"objects": checked_at - started, "dedupe": deduplicated_at - checked_at,
                                 "publish": time.perf_counter() - deduplicated_at}
     return result
@@ -269,7 +269,8 @@ def _publish_duplicates(repeats: pa.Table, sink: TableSink, result: IngestResult
 
 
 def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked: list[CheckedObject],
-                        ordered: list[RawObject], sinks: Sinks, limits: Limits, result: IngestResult) -> None:
+                        ordered: list[RawObject], sinks: Sinks, limits: Limits, result: IngestResult,
+                        pool: ThreadPoolExecutor) -> None:
     """Unreadable objects first (in key order), then every rejected line and conflicting copy by
     (object key, line number); the quarantine records list the lines first, the files last."""
     files = pa.table({
@@ -286,8 +287,9 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked
     result.reason_counts.update(counts)
     conflict_rows = conflicts.column("row").to_numpy()
     texts = _conflict_texts(conflicts, {raw.key: raw for raw in ordered}, limits.chunk_bytes)
-    for index, chunk in enumerate(parts.chunks):
-        pieces = []
+
+    def rejected(index: int) -> pa.Table | None:  # the chunk's rejected lines and conflicting copies
+        chunk, pieces = parts.chunks[index], []
         if chunk.lines > chunk.passed:
             pieces.append(pa.Table.from_batches([spill.read(f"rejects-{chunk.name}")]))
         low, high = np.searchsorted(conflict_rows, parts.starts[index:index + 2])
@@ -303,14 +305,17 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked
                 "line": texts.slice(low, high - low),
             }))
         if not pieces:
-            continue
+            return None
         rejects = pa.concat_tables(pieces)
         if len(pieces) > 1:
             rejects = rejects.take(pc.sort_indices(rejects.column("line_number")))
         key = pa.repeat(pa.scalar(parts.owners[index].key, pa.string()), rejects.num_rows)
-        rejects = rejects.add_column(0, "object_key", key)
-        sinks.quarantined.write(rejects.select(QUARANTINED_EVENTS_SCHEMA.names).cast(QUARANTINED_EVENTS_SCHEMA))
-        sinks.records.write(rejects.select(QUARANTINE_RECORD_SCHEMA.names).cast(QUARANTINE_RECORD_SCHEMA))
+        return rejects.add_column(0, "object_key", key)
+
+    for rejects in _in_order(pool, rejected, range(len(parts.chunks)), limits.workers):
+        if rejects is not None:
+            sinks.quarantined.write(rejects.select(QUARANTINED_EVENTS_SCHEMA.names).cast(QUARANTINED_EVENTS_SCHEMA))
+            sinks.records.write(rejects.select(QUARANTINE_RECORD_SCHEMA.names).cast(QUARANTINE_RECORD_SCHEMA))
     sinks.records.write(files.append_column("line", pa.nulls(files.num_rows, pa.large_string()))
                         .cast(QUARANTINE_RECORD_SCHEMA))
 
