@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 from botocore.awsrequest import AWSResponse
 
 from billing_assets.resources import billing_lake
+from billing_assets_tests.processes import kill_at_marker
 
 SLOW_DOWN = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
 
@@ -67,20 +68,16 @@ lake, parts = billing_lake(), []
 def hold(**_):  # the first part goes through; the run is then held there until it is killed
     parts.append(1)
     if len(parts) == 2:
-        pathlib.Path(sys.argv[2]).write_text("first part sent")
+        pathlib.Path(sys.argv[1]).write_text("first part sent")
         time.sleep(300)
 
 lake.client().meta.events.register("before-call.s3.UploadPart", hold)
-lake.publish_file("usage_events", "2026-01-05", sys.argv[1])
+lake.publish_file("usage_events", "2026-01-05", sys.argv[2])
 """
 
 
 def test_a_run_killed_between_the_parts_of_a_large_partition_leaves_the_previous_version(bucket, s3, tmp_path):
     import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
     lake = billing_lake()
     previous = pa.table({"v": ["previous"]})
@@ -90,14 +87,7 @@ def test_a_run_killed_between_the_parts_of_a_large_partition_leaves_the_previous
     pq.write_table(large, path, compression="zstd")
     assert os.path.getsize(path) > 15 << 20  # three parts of 5 MiB and more
 
-    marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", _HELD_UPLOAD, path, str(marker)])
-    deadline = time.monotonic() + 120
-    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert marker.exists(), "the upload never reached its second part"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    kill_at_marker(_HELD_UPLOAD, path, marker=tmp_path / "marker", what="the upload's second part")
 
     key = lake.partition_key("usage_events", "2026-01-05")
     assert lake.read_table("usage_events", "2026-01-05").equals(previous)  # what every reader still sees

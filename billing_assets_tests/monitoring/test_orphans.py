@@ -1,10 +1,8 @@
 """A run whose process is killed is marked failed by the next `billing run` and by the sensor."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import dagster as dg
 from dagster._core.events import EngineEventData
@@ -12,6 +10,7 @@ from dagster._core.events import EngineEventData
 from billing_assets.cli import main
 from billing_assets.monitoring.orphans import orphaned_run_sensor
 from billing_assets_tests.conftest import reference_files
+from billing_assets_tests.processes import kill_at_marker
 from billing_assets_tests.usage.helpers import event
 
 DAY = "2026-01-05"
@@ -36,20 +35,13 @@ def _daily_runs(instance):
 def test_a_killed_billing_run_is_marked_failed_by_the_next_one(put, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     put(reference_files() | {f"raw/usage/dt={DAY}/a.jsonl": (event(event_id="e1") + "\n").encode()})
-    marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", _HELD_RUN, str(marker)], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert marker.exists(), "the run never reached its ingest"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    pid = kill_at_marker(_HELD_RUN, marker=tmp_path / "marker", what="its ingest")
     with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
         [killed] = _daily_runs(instance)
         assert killed.status == dg.DagsterRunStatus.STARTED  # what the kill leaves behind
 
     assert main(["run", "--from", DAY, "--to", DAY]) == 0
-    assert f"run {killed.run_id[:8]} marked failed: its process {child.pid} on " in capsys.readouterr().out
+    assert f"run {killed.run_id[:8]} marked failed: its process {pid} on " in capsys.readouterr().out
     with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
         statuses = {run.run_id: run.status for run in _daily_runs(instance)}
         assert statuses.pop(killed.run_id) == dg.DagsterRunStatus.FAILURE
