@@ -88,11 +88,18 @@ def validate_against(model: type[pa.DataFrameModel], source: pa_arrow.Table | st
                      batch_rows: int = VALIDATION_BATCH_ROWS) -> tuple[bool, dict]:
     """(passed, metadata) for one stored table (or the path of its Parquet file). Rows are
     validated ``batch_rows`` at a time (a day of tens of millions of events is never one pandas
-    frame, nor held whole); the model's table-wide uniqueness is then checked over every row by
-    DuckDB."""
+    frame, nor held whole); the model's table-wide uniqueness is checked over every row by DuckDB,
+    first, so that the two never hold their memory at once."""
     row_schema = copy.deepcopy(model.to_schema())
     unique, row_schema.unique = row_schema.unique, None
     cases, rows = [], 0
+    if unique:  # first, and its memory given back before pandera's batches take theirs
+        count, sample = _repeated(source, list(unique))
+        give_back_memory()
+        if count:
+            cases.append(pd.DataFrame({
+                "schema_context": "DataFrameSchema", "column": ", ".join(unique),
+                "check": f"unique {list(unique)}", "check_number": None, "failure_case": sample, "index": None}))
     for batch in _batches(source, batch_rows):
         try:
             row_schema.validate(as_frame(batch), lazy=True)
@@ -100,12 +107,6 @@ def validate_against(model: type[pa.DataFrameModel], source: pa_arrow.Table | st
             cases.append(errors.failure_cases.assign(index=lambda frame, start=rows: frame["index"] + start)
                          if "index" in errors.failure_cases else errors.failure_cases)
         rows += batch.num_rows
-    if unique and rows:
-        count, sample = _repeated(source, list(unique))
-        if count:
-            cases.append(pd.DataFrame({
-                "schema_context": "DataFrameSchema", "column": ", ".join(unique),
-                "check": f"unique {list(unique)}", "check_number": None, "failure_case": sample, "index": None}))
     if cases:
         failures = pd.concat(cases, ignore_index=True)
         return False, {
