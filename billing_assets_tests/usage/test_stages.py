@@ -109,3 +109,14 @@ def test_an_object_unreadable_at_its_end_is_unreadable_as_a_whole():
     result = ingest_partition(DAY, objects, REFERENCE, Limits(chunk_bytes=1_000, workers=2))
     assert result.accepted == 0 and result.lines_read == 0 and result.unreadable_objects == [objects[0].key]
     assert result.quarantined.to_pylist()[0]["reason"] == "unreadable_file"
+
+
+def test_an_object_corrupt_in_the_middle_of_its_deflate_stream_is_unreadable_not_a_crash():
+    body = "".join(event(event_id=f"e{n}") + "\n" for n in range(5_000)).encode()
+    packed = bytearray(gzip.compress(body, mtime=0))
+    packed[10] = 0xFF  # the first deflate block's header, just after gzip's own: an invalid block type
+    objects = [RawObject(f"raw/usage/dt={DAY.isoformat()}/a.jsonl.gz", bytes(packed), LANDED)]
+    result = ingest_partition(DAY, objects, REFERENCE, Limits(chunk_bytes=4_000, workers=2))
+    assert (result.accepted, result.lines_read, result.unreadable_objects) == (0, 0, [objects[0].key])
+    [row] = result.quarantined.to_pylist()
+    assert row["reason"] == "unreadable_file" and row["detail"].startswith("corrupt gzip: ")

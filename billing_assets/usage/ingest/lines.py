@@ -5,7 +5,6 @@ half-counted)."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import zlib
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from isal import igzip, isal_zlib  # ISA-L: gzip decoded twice as fast as by zlib
 
 from billing_assets.lib.arrow_text import value_offsets
 
@@ -80,7 +80,7 @@ def object_chunks(key: str, stream: BinaryIO, chunk_bytes: int | None = None) ->
     last chunk always is (it carries the bytes read; an empty object gives one empty chunk)."""
     counted = _Counted(stream)
     if key.endswith(".jsonl.gz"):
-        source = gzip.GzipFile(fileobj=io.BufferedReader(counted, 1 << 20), mode="rb")
+        source = igzip.GzipFile(fileobj=io.BufferedReader(counted, 1 << 20), mode="rb")
     elif key.endswith(".jsonl"):
         source = io.BufferedReader(counted, 1 << 20)
     else:
@@ -92,7 +92,7 @@ def object_chunks(key: str, stream: BinaryIO, chunk_bytes: int | None = None) ->
     while True:
         try:
             block = source.read(-1 if chunk_bytes is None else chunk_bytes)
-        except (OSError, EOFError, zlib.error) as error:
+        except (OSError, EOFError, zlib.error, isal_zlib.error) as error:
             yield ObjectLines(key, counted.count, unreadable=f"corrupt gzip: {error}")
             return
         data = carry + block
