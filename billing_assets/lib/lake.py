@@ -188,12 +188,15 @@ class BillingLake(dg.ConfigurableResource):
         one multipart upload (atomic either way; a failed upload is aborted and leaves the
         previous version); returns the key."""
         key = self.partition_key(table_name, partition)
-        self.client().upload_file(path, self.bucket_name, key, Config=_TRANSFER,
-                                  ExtraArgs={"ContentType": "application/vnd.apache.parquet"})
+        self.put_file(key, path, "application/vnd.apache.parquet")
         return key
 
-    def read_table(self, table_name: str, partition: str, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.get_bytes(self.partition_key(table_name, partition))), columns=columns)
+    def put_file(self, key: str, path: str, content_type: str) -> None:
+        """A local file as ``key``: one PUT, or a multipart upload past 64 MiB (atomic either way)."""
+        self.client().upload_file(path, self.bucket_name, key, Config=_TRANSFER, ExtraArgs={"ContentType": content_type})
+
+    def read_table(self, table_name: str, partition: str) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.get_bytes(self.partition_key(table_name, partition))))
 
     def row_count(self, table_name: str, partition: str) -> int:
         """A partition's rows, from its Parquet footer alone."""

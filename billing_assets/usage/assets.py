@@ -38,8 +38,7 @@ def quarantine_prefix(day: str) -> str:
 
 def load_raw_objects(lake: BillingLake, day: str) -> list[RawObject]:
     """The day's raw objects, each read from S3 only when ingest reaches it."""
-    return [RawObject(item.key, None, item.last_modified, fetch=lambda key=item.key: lake.get_bytes(key), etag=item.etag,
-                      open=lambda key=item.key: lake.open_stream(key))
+    return [RawObject(item.key, None, item.last_modified, etag=item.etag, open=lambda key=item.key: lake.open_stream(key))
             for item in sorted(lake.list_objects(raw_prefix(day)), key=lambda item: item.key)]
 
 
@@ -94,8 +93,7 @@ def _write_quarantine(lake: BillingLake, day: str, result: IngestResult, records
     """Rejected lines with their raw text, and copies of unreadable objects, under quarantine/.
     Raw text may hold personal data (IPs): this prefix keeps raw data's access rules."""
     prefix = quarantine_prefix(day)
-    lake.client().upload_file(records_path, lake.bucket_name, f"{prefix}lines.jsonl.gz",
-                              ExtraArgs={"ContentType": "application/gzip"})
+    lake.put_file(f"{prefix}lines.jsonl.gz", records_path, "application/gzip")
     wanted = {f"{prefix}files/{key.removeprefix(raw_prefix(day))}": key for key in result.unreadable_objects}
     stale = [item.key for item in lake.list_objects(f"{prefix}files/") if item.key not in wanted]
     if stale:

@@ -42,23 +42,16 @@ from billing_assets.usage.reasons import Reason
 
 @dataclass(frozen=True)
 class RawObject:
-    """One raw object. ``body`` holds its bytes, or ``open`` streams them when ingest reaches
-    it (``fetch`` reads them whole, for callers that have no stream)."""
+    """One raw object. ``body`` holds its bytes, or ``open`` streams them when ingest reaches it."""
 
     key: str
     body: bytes | None
     last_modified: datetime
-    fetch: Callable[[], bytes] | None = None
     etag: str = ""  # as listed: what tells a replaced object from the one ingested
     open: Callable[[], BinaryIO] | None = None
 
-    def read(self) -> bytes:
-        return self.body if self.body is not None else self.fetch()
-
     def stream(self) -> BinaryIO:
-        if self.body is None and self.open is not None:
-            return self.open()
-        return io.BytesIO(self.read())
+        return io.BytesIO(self.body) if self.body is not None else self.open()
 
 
 @dataclass(frozen=True)
