@@ -48,6 +48,11 @@ class QuarantinedEvent(pa.DataFrameModel):
     line_number: Series[Int64] = pa.Field(ge=1, nullable=True, description="1-based; null for a whole unreadable object")
     reason: Series[Text] = pa.Field(isin=list(REASON_CODES), description="first failing rule in CONTRACT.md §3 order")
     detail: Series[Text] = pa.Field(str_length={"min_value": 1})
+    customer_id: Series[Text] = pa.Field(nullable=True, description="the customer the line names or its IP attributes, "
+                                                                    "when in customers.csv; null otherwise")
+    meter: Series[Text] = pa.Field(nullable=True, description="the line's meter, when in meters.yaml")
+    quantity: Series[Quantity] = pa.Field(nullable=True, ge=0, le=MAX_QUANTITY,
+                                          description="the line's quantity, when valid (1 for count meters without one)")
 
     class Config:
         strict = True
@@ -67,6 +72,8 @@ class DuplicateEvent(pa.DataFrameModel):
     event_id: Series[Text]
     first_object_key: Series[Text] = pa.Field(description="where the accepted copy is")
     first_line_number: Series[Int64] = pa.Field(ge=1)
+    customer_id: Series[Text] = pa.Field(description="the accepted copy's customer")
+    meter: Series[Text]
 
     class Config:
         strict = True

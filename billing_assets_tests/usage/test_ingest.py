@@ -45,7 +45,14 @@ def test_conservation_on_a_mixed_file():
                                (9, "partition_mismatch")]
     assert result.duplicates.to_pylist() == [{
         "object_key": "raw/usage/dt=2026-01-05/mixed.jsonl", "line_number": 4, "source": "", "event_id": "a1",
-        "first_object_key": "raw/usage/dt=2026-01-05/mixed.jsonl", "first_line_number": 1}]
+        "first_object_key": "raw/usage/dt=2026-01-05/mixed.jsonl", "first_line_number": 1,
+        "customer_id": "acme", "meter": "egress_gb"}]
+    # what was not billed, and to whom: only a customer of customers.csv is named (never 'nobody'),
+    # a conflicting copy with its own quantity, a malformed line with nothing
+    assert [(row["line_number"], row["customer_id"], row["meter"], row["quantity"])
+            for row in result.quarantined.to_pylist()] == [
+        (5, None, None, None), (7, None, "egress_gb", Decimal("1.5")), (8, "acme", "api_requests", Decimal("5")),
+        (9, "acme", "egress_gb", Decimal("1.5"))]
 
 
 def test_a_repeat_differing_only_in_ip_or_properties_is_a_conflict_and_a_reformatted_one_a_duplicate():

@@ -3,6 +3,7 @@
 Each line is built to break exactly the rules named in the test; the expected reason is the
 first of them in the contract's order."""
 
+from decimal import Decimal
 import gzip
 import json
 
@@ -226,7 +227,7 @@ def test_duplicate_conflict_keeps_the_first_and_quarantines_the_different_copy()
     assert result.quarantined.to_pylist() == [{
         "object_key": "raw/usage/dt=2026-01-05/a.jsonl", "line_number": 2, "reason": "duplicate_conflict",
         "detail": "(source '', event_id 'dup') was first seen at raw/usage/dt=2026-01-05/a.jsonl line 1 "
-                  "with a different payload"}]
+                  "with a different payload", "customer_id": "acme", "meter": "egress_gb", "quantity": Decimal(3)}]
 
 
 def test_a_line_that_failed_a_check_does_not_take_part_in_dedupe():

@@ -69,7 +69,8 @@ def check_object(index: int, key: str, stream, last_modified: datetime, ctx: _Pa
             good = good.filter(pa.array(passed))
             rejected = np.flatnonzero(~passed)
             taken = pa.array(rejected)
-            bad = rows.select(["line_number", "reason", "detail"]).take(taken)
+            bad = _attributed(rows.select(["line_number", "reason", "detail", "customer_id", "meter", "quantity"])
+                              .take(taken), ctx)
             spill.write(f"rejects-{name}", bad.append_column("line", lines.lines.take(taken)))
             checked.reasons.update(dict(zip(*(pc.value_counts(bad.column("reason")).flatten()[i].to_pylist()
                                               for i in (0, 1)))))
@@ -80,3 +81,12 @@ def check_object(index: int, key: str, stream, last_modified: datetime, ctx: _Pa
         spill.write_parts(f"keys-{name}", pa.table({"key": keys.keys, "row": keys.rows}), keys.bounds)
         checked.chunks.append(CheckedChunk(name, len(lines.line_numbers), good.num_rows, keys.bounds))
     return checked
+
+
+def _attributed(bad: pa.Table, ctx: _PartitionContext) -> pa.Table:
+    """A rejected line's customer and meter only where they name a known one (a bad line can
+    carry any text there): what was not billed is then told to that customer, never to another."""
+    customer, meter = bad.column("customer_id"), bad.column("meter")
+    known_meter = pc.is_in(meter, value_set=pa.array(sorted(ctx.aggregation), pa.string()))
+    return bad.set_column(3, "customer_id", pc.if_else(pc.is_in(customer, value_set=ctx.customers), customer, None)) \
+              .set_column(4, "meter", pc.if_else(known_meter, meter, None))

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing_assets.lib.arrow_text import join_texts
+from billing_assets.lib.money import QUANTITY_TYPE
 from billing_assets.reference.loading import ReferenceData
 from billing_assets.usage.ingest.dedupe import (
     FINE_BUCKETS, PAYLOAD_COLUMNS, BucketedKeys, bucket_runs, repeats_in_run, same_payload,
@@ -162,7 +163,8 @@ class _Chunks:
 _REPEATS_SCHEMA = pa.schema([("row", pa.int64()), ("first_row", pa.int64()), ("conflict", pa.bool_()),
                              ("object_key", pa.string()), ("line_number", pa.int64()), ("source", pa.string()),
                              ("event_id", pa.string()), ("first_object_key", pa.string()),
-                             ("first_line_number", pa.int64())])
+                             ("first_line_number", pa.int64()), ("customer_id", pa.string()), ("meter", pa.string()),
+                             ("quantity", QUANTITY_TYPE)])
 
 
 def _repeats(spill: Spill, parts: _Chunks, run: tuple[int, int]) -> tuple[pa.Table, int]:
@@ -185,6 +187,7 @@ def _repeats(spill: Spill, parts: _Chunks, run: tuple[int, int]) -> tuple[pa.Tab
         "object_key": these.column("object_key"), "line_number": these.column("line_number"),
         "source": these.column("source"), "event_id": these.column("event_id"),
         "first_object_key": those.column("object_key"), "first_line_number": those.column("line_number"),
+        "customer_id": these.column("customer_id"), "meter": these.column("meter"), "quantity": these.column("quantity"),
     }, schema=_REPEATS_SCHEMA), held
 
 
@@ -271,6 +274,8 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked
         "line_number": pa.nulls(len(result.unreadable_objects), pa.int64()),
         "reason": [Reason.UNREADABLE_FILE.value] * len(result.unreadable_objects),
         "detail": [item.unreadable for item in checked if item.unreadable],
+        **{name: pa.nulls(len(result.unreadable_objects), QUARANTINED_EVENTS_SCHEMA.field(name).type)
+           for name in ("customer_id", "meter", "quantity")},
     }, schema=QUARANTINED_EVENTS_SCHEMA)
     sinks.quarantined.write(files)
     conflicts = repeats.filter(repeats.column("conflict"))
@@ -295,6 +300,7 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked
                 "detail": join_texts("(source '", mine.column("source"), "', event_id '", mine.column("event_id"),
                                      "') was first seen at ", mine.column("first_object_key"), " line ",
                                      mine.column("first_line_number").cast(pa.string()), " with a different payload"),
+                **{name: mine.column(name) for name in ("customer_id", "meter", "quantity")},
                 "line": texts.slice(low, high - low),
             }))
         if not pieces:
@@ -310,7 +316,7 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked
             sinks.quarantined.write(rejects.select(QUARANTINED_EVENTS_SCHEMA.names).cast(QUARANTINED_EVENTS_SCHEMA))
             sinks.records.write(rejects.select(QUARANTINE_RECORD_SCHEMA.names).cast(QUARANTINE_RECORD_SCHEMA))
     sinks.records.write(files.append_column("line", pa.nulls(files.num_rows, pa.large_string()))
-                        .cast(QUARANTINE_RECORD_SCHEMA))
+                        .select(QUARANTINE_RECORD_SCHEMA.names).cast(QUARANTINE_RECORD_SCHEMA))
 
 
 def _conflict_texts(conflicts: pa.Table, raw_of: dict[str, RawObject], chunk_bytes: int | None) -> pa.Array:

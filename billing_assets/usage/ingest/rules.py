@@ -69,11 +69,16 @@ USAGE_EVENTS_SCHEMA = pa.schema([
     ("unique_value", pa.string()),
     ("properties", pa.string()),
 ])
+# customer, meter and quantity of a rejected line where the line gives them usably (a customer
+# in customers.csv, a meter in meters.yaml, a valid quantity): what was not billed, and to whom
 QUARANTINED_EVENTS_SCHEMA = pa.schema([
     ("object_key", pa.string()),
     ("line_number", pa.int64()),
     ("reason", pa.string()),
     ("detail", pa.string()),
+    ("customer_id", pa.string()),
+    ("meter", pa.string()),
+    ("quantity", QUANTITY_TYPE),
 ])
 DUPLICATE_EVENTS_SCHEMA = pa.schema([
     ("object_key", pa.string()),
@@ -82,6 +87,8 @@ DUPLICATE_EVENTS_SCHEMA = pa.schema([
     ("event_id", pa.string()),
     ("first_object_key", pa.string()),
     ("first_line_number", pa.int64()),
+    ("customer_id", pa.string()),
+    ("meter", pa.string()),
 ])
 
 
