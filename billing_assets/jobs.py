@@ -25,7 +25,8 @@ daily_usage_job = dg.define_asset_job(
 )
 monthly_billing_job = dg.define_asset_job(
     "monthly_billing_job",
-    selection=dg.AssetSelection.groups("rating", "invoicing", "monitoring") - SLA_CHECKS,
-    description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage.",
+    selection=dg.AssetSelection.groups("rating", "invoicing", "monitoring", "insights") - SLA_CHECKS,
+    description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage, "
+                "and write each customer's usage statement.",
     tags=MAX_RUNTIME,
 )

@@ -1,0 +1,50 @@
+"""Usage statements: what each customer sees of a month — the charges and why, daily usage,
+corrections and their causes, and for the open month a forecast (CONTRACT.md §8)."""
+
+import dagster as dg
+import pyarrow.compute as pc
+
+from billing_assets.insights.month import publish_statements
+from billing_assets.insights.schemas import UsageStatementRow
+from billing_assets.lib.automation import follows_upstream
+from billing_assets.lib.checks import markdown_preview, table_metadata
+from billing_assets.lib.lake import BillingLake
+from billing_assets.partitions import monthly_billing_partitions
+from billing_assets.reference.assets import read_reference
+
+
+@dg.asset(
+    deps=[dg.AssetDep("metered_usage", partition_mapping=dg.TimeWindowPartitionMapping()),
+          "invoices", "invoice_lines", "invoice_adjustments", "rated_charges", "customers", "meters", "plans", "contracts"],
+    partitions_def=monthly_billing_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="insights",
+    automation_condition=follows_upstream(),
+    owners=["team:billing"],
+    kinds={"s3", "parquet", "html"},
+    metadata=table_metadata("usage_statements", UsageStatementRow),
+)
+def usage_statements(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.MaterializeResult:
+    """Each customer's usage statement of the month, under documents/YYYY-MM/<customer>/: the
+    lines they owe now with how each was charged, their daily usage per meter, the credit notes
+    and adjustment invoices since the invoice and what caused them, the change against the month
+    before, and for the open month the total so far and an end-of-month forecast priced through
+    the plan. A view: rewritten as the month's days are metered and its documents issued."""
+    reference = read_reference(lake)
+    last, totals, final, forecasts = None, {}, 0, 0
+    for month in context.partition_keys:
+        table = publish_statements(lake, month, reference)
+        lake.write_table("usage_statements", month, table)
+        last = table
+        final += pc.sum(pc.equal(table.column("status"), "final")).as_py() or 0
+        forecasts += table.num_rows - table.column("forecast_expected_minor").null_count
+        for row in table.select(["currency", "total_minor"]).to_pylist():
+            totals[row["currency"]] = totals.get(row["currency"], 0) + row["total_minor"]
+        context.log.info(f"{month}: {table.num_rows} statements")
+    metadata = {"statements_final": final, "statements_with_forecast": forecasts,
+                **{f"owed_minor/{currency}": amount for currency, amount in sorted(totals.items())}}
+    if len(context.partition_keys) == 1 and last is not None:
+        month = context.partition_keys[0]
+        metadata |= {"dagster/row_count": last.num_rows, "documents": f"s3://{lake.bucket_name}/documents/{month}/",
+                     "preview": markdown_preview(last.drop_columns(["meters", "content_sha256"]))}
+    return dg.MaterializeResult(metadata=metadata)
