@@ -323,6 +323,29 @@ def ui(port: int) -> int:
     os.execvpe(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], os.environ)
 
 
+def explain_command(number: str, meter: str | None, as_json: bool, events: int) -> int:
+    """Explain one document; an unknown one is a one-line error (exit 1). Reads the embedded
+    demo server when it runs and no endpoint was chosen."""
+    import json as json_module
+
+    from billing_assets.demo.embedded_s3 import running_endpoint
+    from billing_assets.insights.explain import UnknownDocument, explain, explain_text
+    from billing_assets.resources import billing_lake
+
+    if not os.environ.get("AWS_ENDPOINT_URL") and (endpoint := running_endpoint(Path(".demo"))):
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        for name, value in (("AWS_ACCESS_KEY_ID", "embedded"), ("AWS_SECRET_ACCESS_KEY", "embedded"),
+                            ("AWS_DEFAULT_REGION", "us-east-1")):
+            os.environ.setdefault(name, value)
+    check_bucket()
+    try:
+        result = explain(billing_lake(), number, meter=meter, events=events)
+    except UnknownDocument as error:
+        raise CliError(str(error)) from None
+    print(json_module.dumps(result, indent=2, ensure_ascii=False) if as_json else explain_text(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="billing", description="Usage metering and billing on Dagster.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -333,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     ui_parser = commands.add_parser("ui", help="the Dagster UI on the demo's instance and bucket")
     ui_parser.add_argument("--port", type=int, default=3000)
     commands.add_parser("stop-s3", help="stop the embedded S3 server")
+    explain_parser = commands.add_parser("explain", help="why a document charges what it does, down to the raw events")
+    explain_parser.add_argument("document", metavar="DOCUMENT_NUMBER", help="INV-YYYYMM-<customer>, CN-…-<n> or ADJ-…-<n>")
+    explain_parser.add_argument("--meter", help="only this meter's lines")
+    explain_parser.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    explain_parser.add_argument("--events", type=int, default=20, metavar="N", help="events and locations shown per list")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -341,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo()
         if args.command == "ui":
             return ui(args.port)
+        if args.command == "explain":
+            return explain_command(args.document, args.meter, args.json, args.events)
         from billing_assets.demo.embedded_s3 import stop_server
 
         print("stopped" if stop_server(Path(".demo")) else "no embedded S3 server was running")

@@ -39,6 +39,8 @@ def standing_lines(issued: Mapping, corrections: Sequence[Mapping], current: Seq
     scale = 10 ** MINOR_UNIT_EXPONENT[issued["currency"]]
     lines = []
     for key in sorted(billed, key=lambda k: (k[0], LINE_ORDER[k[1]], k[2])):
+        if billed[key] == 0 and key not in now:
+            continue  # a line corrected away (a true-up no longer needed)
         if key in now and now[key]["amount_minor"] == billed[key]:
             lines.append(dict(now[key]))
         else:

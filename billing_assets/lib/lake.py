@@ -93,6 +93,22 @@ class BillingLake(dg.ConfigurableResource):
             self._client = self.s3.get_client()
         return self._client
 
+    def arrow_filesystem(self):
+        """The bucket as an Arrow filesystem, for reads that want only some columns and rows of a
+        partition (ranged GETs of the Parquet footer and the column chunks asked for). Same
+        endpoint and credentials as ``client()``: boto3's chain, or the resource's own keys."""
+        import boto3
+        from pyarrow import fs
+
+        client = self.client()
+        credentials = boto3.Session(profile_name=self.s3.profile_name).get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials else None
+        return fs.S3FileSystem(
+            access_key=self.s3.aws_access_key_id or (frozen.access_key if frozen else None),
+            secret_key=self.s3.aws_secret_access_key or (frozen.secret_key if frozen else None),
+            session_token=self.s3.aws_session_token or (frozen.token if frozen else None),
+            region=client.meta.region_name or "us-east-1", endpoint_override=client.meta.endpoint_url)
+
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket_name}/{key}"
 
