@@ -76,3 +76,24 @@ def wait_for_http(url: str, timeout: float = 90) -> None:
             time.sleep(1)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
+
+
+@contextmanager
+def chromium_session(browser: tuple[str, str], width: int = 1600, height: int = 2400):
+    """Headless Chromium driven by Selenium through the system chromedriver (no download); the
+    flags keep it off this machine's closed network."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = browser
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}", f"--window-size={width},{height}"):
+        options.add_argument(argument)
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        yield session
+    finally:
+        session.quit()

@@ -9,7 +9,6 @@ test-artifacts/ui/ (or $BILLING_TEST_ARTIFACTS).
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from billing_assets.definitions import defs
 from billing_assets.demo.embedded_s3 import free_port
 from billing_assets_tests.conftest import reference_files
-from billing_assets_tests.servers import chromium_and_driver, wait_for_http
+from billing_assets_tests.servers import chromium_and_driver, chromium_session, wait_for_http
 from billing_assets_tests.usage.helpers import event
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,21 +58,8 @@ def webserver(tmp_path, put, monkeypatch):
 
 @pytest.fixture
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = BROWSER
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}", "--window-size=1600,2400"):
-        options.add_argument(argument)
-    session = webdriver.Chrome(service=Service(driver), options=options)
-    try:
+    with chromium_session(BROWSER) as session:
         yield session
-    finally:
-        session.quit()
 
 
 def page_text(browser, url: str, *expected: str, timeout: float = 45) -> str:
