@@ -307,9 +307,27 @@ def demo() -> int:
     print(f"{DEMO_LATE_DAY}: accepted {before.get('accepted')} → {after.get('accepted')}, "
           f"lines read {before.get('lines_read')} → {after.get('lines_read')}")
     status = month.status or late.status
+    if not status:
+        _show_statements(DEMO_MONTH.strftime("%Y-%m"))
     print(f"\nTables: s3://{os.environ['BILLING_BUCKET']}/warehouse/<table>/dt=YYYY-MM-DD/part-00000.parquet "
           f"at {endpoint}\nNext: `make ui` opens the Dagster UI on this instance and bucket.")
     return status
+
+
+def _show_statements(month: str) -> None:
+    """Where the month's statements are, and one invoice line explained down to its events."""
+    from billing_assets.insights.explain import explain, explain_text
+    from billing_assets.resources import billing_lake
+
+    lake = billing_lake()
+    rows = lake.read_table("usage_statements", month).to_pylist()
+    print(f"\nUsage statements ({len(rows)}): s3://{lake.bucket_name}/documents/{month}/<customer>/statement.html "
+          "(and .json, -lines.csv, -usage.csv)")
+    example = next((row for row in rows if row["corrections"]), rows[0] if rows else None)
+    if example is None:
+        return
+    print(f"\n$ billing explain {example['invoice_number']} --meter egress_gb --events 3")
+    print(explain_text(explain(lake, example["invoice_number"], meter="egress_gb", events=3)))
 
 
 def ui(port: int) -> int:

@@ -19,13 +19,15 @@ reference_job = dg.define_asset_job(
 )
 daily_usage_job = dg.define_asset_job(
     "daily_usage_job",
-    selection=dg.AssetSelection.groups("usage", "metering", "sla") - SLA_CHECKS,
+    selection=(dg.AssetSelection.groups("usage", "metering", "sla") | dg.AssetSelection.assets("usage_alerts"))
+    - SLA_CHECKS,
     description="Ingest one or more days of raw usage and meter them, with every blocking check.",
     tags=MAX_RUNTIME,
 )
 monthly_billing_job = dg.define_asset_job(
     "monthly_billing_job",
-    selection=dg.AssetSelection.groups("rating", "invoicing", "monitoring", "insights") - SLA_CHECKS,
+    selection=(dg.AssetSelection.groups("rating", "invoicing", "monitoring") | dg.AssetSelection.assets("usage_statements"))
+    - SLA_CHECKS,
     description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage, "
                 "and write each customer's usage statement.",
     tags=MAX_RUNTIME,

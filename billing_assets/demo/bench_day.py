@@ -45,6 +45,7 @@ class BenchDay:
             customers=[(cid, f"Customer {cid}", "USD") for cid in ids],
             contracts=[(f"ct-{cid}", cid, "pro", "2025-01-01", "", "") for cid in ids[:self.contracted_customers]],
             allocations=[("10.0.0.0/8", ids[0], "2025-01-01", "")],
+            alerts=None,
         )
 
     @property

@@ -91,8 +91,21 @@ def _csv(header: str, rows) -> bytes:
     return (header + "\n" + "".join(",".join(row) + "\n" for row in rows)).encode()
 
 
-def reference_objects(customers=DEMO_CUSTOMERS, contracts=DEMO_CONTRACTS, allocations=DEMO_IP_ALLOCATIONS) -> dict[str, bytes]:
-    return {
+# what the demo month crosses: acme's API calls mid-month, its spend, Tanaka's commitment; and
+# a limit on the starter plan, which globex outgrows before it moves to pro
+DEMO_ALERTS_YAML = """\
+alerts:
+  - {alert_id: api-3000, plan_id: pro, meter: api_requests, kind: usage, threshold: "3000"}
+  - {alert_id: spend-2500, customer_id: acme, kind: spend, threshold: "2500.00"}
+  - {alert_id: commit-80, plan_id: enterprise-jp, kind: commitment, threshold_percent: "80"}
+limits:
+  - {plan_id: starter, meter: api_requests, soft_limit: "1500", hard_limit: "2500"}
+"""
+
+
+def reference_objects(customers=DEMO_CUSTOMERS, contracts=DEMO_CONTRACTS, allocations=DEMO_IP_ALLOCATIONS,
+                      alerts: str | None = DEMO_ALERTS_YAML) -> dict[str, bytes]:
+    return ({"reference/alerts.yaml": alerts.encode()} if alerts else {}) | {
         "reference/meters.yaml": METERS_YAML.encode(),
         "reference/plans.yaml": PLANS_YAML.encode(),
         "reference/customers.csv": _csv("customer_id,name,currency", customers),
@@ -223,6 +236,7 @@ def bench_reference(customers: int) -> dict[str, bytes]:
         customers=[(cid, f"Customer {cid}", "USD") for cid in ids],
         contracts=[(f"ct-{cid}", cid, "pro", "2025-01-01", "", "") for cid in ids],
         allocations=[("10.0.0.0/8", ids[0], "2025-01-01", "")],
+        alerts=None,
     )
 
 

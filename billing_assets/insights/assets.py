@@ -4,13 +4,14 @@ corrections and their causes, and for the open month a forecast (CONTRACT.md §8
 import dagster as dg
 import pyarrow.compute as pc
 
+from billing_assets.insights.alerting import alerts_of_day
 from billing_assets.insights.month import publish_statements
-from billing_assets.insights.schemas import UsageStatementRow
+from billing_assets.insights.schemas import UsageAlertRow, UsageStatementRow
 from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
-from billing_assets.partitions import monthly_billing_partitions
-from billing_assets.reference.assets import read_reference
+from billing_assets.partitions import daily_usage_partitions, monthly_billing_partitions
+from billing_assets.reference.assets import read_alerts, read_reference
 
 
 @dg.asset(
@@ -47,4 +48,35 @@ def usage_statements(context: dg.AssetExecutionContext, lake: BillingLake) -> dg
         month = context.partition_keys[0]
         metadata |= {"dagster/row_count": last.num_rows, "documents": f"s3://{lake.bucket_name}/documents/{month}/",
                      "preview": markdown_preview(last.drop_columns(["meters", "content_sha256"]))}
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    deps=["metered_usage", "customers", "contracts", "plans", "meters"],
+    partitions_def=daily_usage_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="insights",
+    automation_condition=follows_upstream(),
+    owners=["team:billing"],
+    kinds={"s3", "parquet", "json"},
+    metadata=table_metadata("usage_alerts", UsageAlertRow),
+)
+def usage_alerts(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.MaterializeResult:
+    """Usage, spend, commitment and forecast alerts of reference/alerts.yaml that the month has
+    crossed up to the day, each on the first day its month-to-date value reached the threshold;
+    one outbox object per crossing under alerts/YYYY-MM/<customer>/ for a notifier to deliver
+    (written once, whatever re-runs), a -retracted one when a correction undoes it; and each
+    limited customer's entitlements/<customer>.json (used, soft and hard limit, state)."""
+    reference = read_reference(lake)
+    config = read_alerts(lake, reference)
+    written, last = {"notified": 0, "retracted": 0, "entitlements": 0}, None
+    for day in context.partition_keys:
+        table, now = alerts_of_day(lake, day, reference, config)
+        lake.write_table("usage_alerts", day, table)
+        written = {key: written[key] + now[key] for key in written}
+        last = table
+    metadata = {"alerts_configured": len(config.alerts), "limits_configured": len(config.limits),
+                **{f"outbox/{key}": value for key, value in written.items()}}
+    if len(context.partition_keys) == 1:
+        metadata |= {"dagster/row_count": last.num_rows, "preview": markdown_preview(last)}
     return dg.MaterializeResult(metadata=metadata)

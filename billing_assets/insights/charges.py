@@ -38,6 +38,7 @@ class ContractTerms:
     base_fee: str
     minimum_commitment: str
     charges: dict[str, Charge]
+    customer_id: str = ""
 
 
 def contract_terms(reference: ReferenceData, month: str) -> dict[str, ContractTerms]:
@@ -55,7 +56,7 @@ def contract_terms(reference: ReferenceData, month: str) -> dict[str, ContractTe
             terms[contract["contract_id"]] = ContractTerms(
                 contract["contract_id"], contract["plan_id"], plan["currency"], covered[0], covered[-1], len(covered),
                 len(days), contract["discount_percent"] or "", plan["base_fee"] or "", plan["minimum_commitment"] or "",
-                charges.get(contract["plan_id"], {}))
+                charges.get(contract["plan_id"], {}), contract["customer_id"])
     return terms
 
 

@@ -4,10 +4,10 @@ from collections import defaultdict
 
 import dagster as dg
 
-from billing_assets.insights.schemas import UsageStatementRow
+from billing_assets.insights.schemas import UsageAlertRow, UsageStatementRow
 from billing_assets.lib.checks import partition_check, pandera_asset_check
 from billing_assets.lib.lake import BillingLake
-from billing_assets.partitions import monthly_billing_partitions
+from billing_assets.partitions import daily_usage_partitions, monthly_billing_partitions
 
 usage_statements_matches_contract = pandera_asset_check(
     asset="usage_statements", table="usage_statements", model=UsageStatementRow,
@@ -33,3 +33,6 @@ statements_tie_to_invoices = partition_check(
     asset="usage_statements", name="statements_tie_to_invoices",
     description="Each statement's total equals its invoice's plus every credit note and adjustment invoice since.",
     partitions_def=monthly_billing_partitions, evaluate=_ties)
+
+usage_alerts_matches_contract = pandera_asset_check(
+    asset="usage_alerts", table="usage_alerts", model=UsageAlertRow, partitions_def=daily_usage_partitions)

@@ -19,13 +19,16 @@ from billing_assets.invoicing.lines import ContractMonth, PlanTerms, contract_li
 # two-sided 90 % of a normal: the interval is meant to hold the month's total nine times in ten
 Z_90 = Decimal("1.6449")
 RECENT_DAYS = 7  # a unique count's new values per day are read from the last week observed
+FEW_DAYS = 3
 QUANTUM = Decimal("1e-9")  # a billed quantity has at most 9 fractional digits
 
 METHOD = (
     "Each meter's month-to-date quantity plus its daily mean so far times the days left "
-    "(sum and count meters; unique counts project their new values a day over the last 7 days "
-    "observed; max and latest meters stay at their month-to-date value), with a 90 % interval "
-    "of ±1.645 standard deviations of a sum of that many days (the day-to-day spread, plus the "
+    "(sum and count meters, the mean read from every day of the month so far, also before a "
+    "contract that starts later; unique counts project their new values a day over the last 7 "
+    "days observed; a max meter stays at its month-to-date peak, a latest meter between the "
+    "days' own values), with a 90 % interval of ±1.645 standard deviations of a sum of that many "
+    "days (the day-to-day spread, never less than a day's mean on fewer than 3 days, plus the "
     "uncertainty of the mean). Each projected quantity — expected, low and high — is priced "
     "through the plan exactly as the invoice will be: tiers, base fee, discount and minimum.")
 
@@ -48,6 +51,8 @@ def _sum_projection(daily: Sequence[Decimal], so_far: Decimal, remaining: int, i
         context.prec = 50
         mean = sum(daily, Decimal(0)) / n
         variance = sum(((value - mean) ** 2 for value in daily), Decimal(0)) / (n - 1) if n > 1 else Decimal(0)
+        if n < FEW_DAYS:  # a spread read off one or two days means little: no narrower than a day's mean
+            variance = max(variance, mean ** 2)
         spread = Z_90 * (variance * (remaining + Decimal(remaining) ** 2 / n)).sqrt()
         expected = so_far + mean * remaining
         low, high = max(so_far, expected - spread), expected + spread
@@ -56,13 +61,18 @@ def _sum_projection(daily: Sequence[Decimal], so_far: Decimal, remaining: int, i
                       high.quantize(step, ROUND_CEILING))
 
 
-def project_meter(aggregation: str, rows: Sequence[dict], observed: Sequence[date], remaining: int) -> Projection:
-    """``rows``: the customer's metered rows of one meter on the ``observed`` days (a day without
-    a row had no usage); ``remaining``: the days the contract still covers after them."""
+def project_meter(aggregation: str, rows: Sequence[dict], observed: Sequence[date], remaining: int,
+                  history: Sequence[date] = ()) -> Projection:
+    """``rows``: the customer's metered rows of one meter (a day without a row had no usage);
+    ``observed``: the days so far that the contract covers; ``remaining``: the days it still
+    covers after them. ``history``: the month's days so far, all contracts — what a day is like
+    is read from them, so a contract that starts mid-month is projected from the customer's
+    usage before it rather than from nothing."""
     by_day = {row["day"]: row for row in rows}
     if aggregation in ("sum", "count"):
-        daily = [by_day[day]["quantity"] if day in by_day else Decimal(0) for day in observed]
-        return _sum_projection(daily, sum(daily, Decimal(0)), remaining, aggregation == "count")
+        daily = [by_day[day]["quantity"] if day in by_day else Decimal(0) for day in (history or observed)]
+        so_far = sum((by_day[day]["quantity"] for day in observed if day in by_day), Decimal(0))
+        return _sum_projection(daily, so_far, remaining, aggregation == "count")
     if aggregation == "unique_count":
         seen: set[str] = set()
         new_per_day = []
@@ -73,11 +83,15 @@ def project_meter(aggregation: str, rows: Sequence[dict], observed: Sequence[dat
         return _sum_projection(new_per_day[-RECENT_DAYS:], Decimal(len(seen)), remaining, True)
     if aggregation == "max":
         held = max((by_day[day]["quantity"] for day in observed if day in by_day), default=Decimal(0))
-    else:  # latest: the month-to-date winner stands until a later event replaces it
-        winners = [by_day[day] for day in observed if day in by_day]
-        held = max(winners, key=lambda row: (row["latest_timestamp"], row["latest_event_id"]))["quantity"] \
-            if winners else Decimal(0)
-    return Projection(held, held, held, held)
+        return Projection(held, held, held, held)
+    # latest: the month-to-date winner stands until a later event replaces it, with a value like
+    # the days' own winners so far
+    winners = [by_day[day] for day in observed if day in by_day]
+    if not winners:
+        return Projection(*(Decimal(0),) * 4)
+    held = max(winners, key=lambda row: (row["latest_timestamp"], row["latest_event_id"]))["quantity"]
+    values = [row["quantity"] for row in winners] if remaining else [held]
+    return Projection(held, held, min(values), max(values))
 
 
 @dataclass(frozen=True)
@@ -115,11 +129,13 @@ def forecast_customer(terms: Sequence[ContractTerms], usage: Sequence[dict], agg
         if row["day"] <= as_of:
             by_meter.setdefault(row["meter"], []).append(row)
     parts = []
+    first = min((contract.first_day.replace(day=1) for contract in terms), default=as_of)
+    history = [first + timedelta(days=offset) for offset in range((as_of - first).days + 1)]
     for contract in terms:
         span = [contract.first_day + timedelta(days=offset) for offset in range(contract.covered_days)]
         observed = [day for day in span if day <= as_of]
         projections = {meter: project_meter(aggregation[meter], by_meter.get(meter, ()), observed,
-                                            len(span) - len(observed)) for meter in sorted(contract.charges)}
+                                            len(span) - len(observed), history) for meter in sorted(contract.charges)}
         plan = PlanTerms(contract.currency, tuple(contract.charges[meter] for meter in sorted(contract.charges)),
                          base_fee=Decimal(contract.base_fee) if contract.base_fee else None,
                          minimum_commitment=Decimal(contract.minimum_commitment) if contract.minimum_commitment else None)

@@ -36,3 +36,23 @@ class UsageStatementRow(pa.DataFrameModel):
     def forecast_ordered(cls, frame: pd.DataFrame) -> Series[bool]:
         low, expected, high = (frame[f"forecast_{name}_minor"] for name in ("low", "expected", "high"))
         return expected.isna() | ((low <= expected) & (expected <= high)).fillna(False)
+
+
+class UsageAlertRow(pa.DataFrameModel):
+    """`usage_alerts`: each alert's crossing in the month up to the day, per customer."""
+
+    alert_id: Series[Text]
+    customer_id: Series[Text]
+    month: Series[Text] = pa.Field(str_matches=MONTH)
+    kind: Series[Text] = pa.Field(isin=["usage", "spend", "commitment", "forecast_spend"])
+    meter: Series[Text] = pa.Field(nullable=True, description="usage alerts only")
+    threshold: Series[Text] = pa.Field(description="quantity, amount (major units), or percent of the commitment")
+    value: Series[Text] = pa.Field(description="the month-to-date value on the crossing day (exact)")
+    crossed_on: Series[Text] = pa.Field(str_matches=r"^\d{4}-\d{2}-\d{2}$",
+                                        description="first day whose month-to-date value reaches the threshold")
+    alert_key: Series[Text] = pa.Field(description="the crossing's id: alert and month (the customer is its folder)")
+    state: Series[Text] = pa.Field(isin=["open", "retracted"])
+
+    class Config:
+        strict = True
+        unique = ["customer_id", "alert_key"]

@@ -1,11 +1,14 @@
 """Reference files as assets: validated together, because their rules cross files."""
 
 
+import contextlib
+
 import dagster as dg
 import pyarrow as pa
 
 from billing_assets.lib.checks import markdown_preview
 from billing_assets.lib.lake import BillingLake
+from billing_assets.reference.alerts import AlertsConfig, load_alerts
 from billing_assets.reference.loading import (
     CONTRACTS_KEY,
     CUSTOMERS_KEY,
@@ -33,8 +36,20 @@ REFERENCE_ASSET_KEYS = [dg.AssetKey(name) for name in REFERENCE_FILES]
 
 def read_reference(lake: BillingLake) -> ReferenceData:
     """Load the reference files; a broken one fails the step with file, row and problem."""
-    try:
+    with _loudly():
         return load_reference(lake.get_bytes_or_none)
+
+
+def read_alerts(lake: BillingLake, reference: ReferenceData) -> AlertsConfig:
+    """The optional alerts.yaml, failing the step with file, entry and problem when broken."""
+    with _loudly():
+        return load_alerts(lake.get_bytes_or_none, reference)
+
+
+@contextlib.contextmanager
+def _loudly():
+    try:
+        yield
     except ReferenceDataError as error:
         raise dg.Failure(
             description=str(error),
@@ -66,6 +81,8 @@ def _frames(reference: ReferenceData) -> dict:
 def reference_data(context: dg.AssetExecutionContext, lake: BillingLake):
     """Validate every reference file and record what each one holds."""
     reference = read_reference(lake)
+    config = read_alerts(lake, reference)
+    context.log.info(f"reference/alerts.yaml: {len(config.alerts)} alerts, {len(config.limits)} limits, valid")
     for name, frame in _frames(reference).items():
         key = REFERENCE_FILES[name][0]
         context.log.info(f"{key}: {len(frame)} rows, valid")
