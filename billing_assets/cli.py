@@ -323,6 +323,14 @@ def _show_statements(month: str) -> None:
     rows = lake.read_table("usage_statements", month).to_pylist()
     print(f"\nUsage statements ({len(rows)}): s3://{lake.bucket_name}/documents/{month}/<customer>/statement.html "
           "(and .json, -lines.csv, -usage.csv)")
+    last_day = max(lake.days_present("usage_alerts", month), default=None)
+    if last_day:
+        alerts = lake.read_table("usage_alerts", last_day).to_pylist()
+        print(f"\nAlerts crossed in {month} ({len(alerts)}; outbox s3://{lake.bucket_name}/alerts/{month}/<customer>/):")
+        for alert in alerts:
+            what = alert["meter"] or alert["kind"]
+            print(f"  {alert['alert_id']:<12} {alert['customer_id']:<12} {what} reached {alert['value']} "
+                  f"(threshold {alert['threshold']}) on {alert['crossed_on']}  [{alert['state']}]")
     example = next((row for row in rows if row["corrections"]), rows[0] if rows else None)
     if example is None:
         return

@@ -4,9 +4,9 @@ import dagster as dg
 
 from billing_assets.definitions import defs
 
-TABLES = ("usage_events", "quarantined_events", "duplicate_events", "metered_usage", "sla_report")  # daily
+TABLES = ("usage_events", "quarantined_events", "duplicate_events", "metered_usage", "sla_report", "usage_alerts")  # daily
 SLA_CHECKS = {"metered_by_deadline", "invoices_issued_on_time"}  # judged on a clock, never blocking
-MONTHLY = ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments", "refunds")
+MONTHLY = ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments", "refunds", "usage_statements")
 
 
 def test_definitions_load():

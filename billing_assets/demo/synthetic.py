@@ -91,13 +91,14 @@ def _csv(header: str, rows) -> bytes:
     return (header + "\n" + "".join(",".join(row) + "\n" for row in rows)).encode()
 
 
-# what the demo month crosses: acme's API calls mid-month, its spend, Tanaka's commitment; and
-# a limit on the starter plan, which globex outgrows before it moves to pro
+# what the demo month crosses: API calls mid-month, acme's spend, globex's forecast, 15 times the
+# team-eu commitment; and a limit on the starter plan, which globex outgrows before it moves to pro
 DEMO_ALERTS_YAML = """\
 alerts:
   - {alert_id: api-3000, plan_id: pro, meter: api_requests, kind: usage, threshold: "3000"}
   - {alert_id: spend-2500, customer_id: acme, kind: spend, threshold: "2500.00"}
-  - {alert_id: commit-80, plan_id: enterprise-jp, kind: commitment, threshold_percent: "80"}
+  - {alert_id: on-track-4k, customer_id: globex, kind: forecast_spend, threshold: "4000.00"}
+  - {alert_id: commit-150, plan_id: team-eu, kind: commitment, threshold_percent: "1500"}
 limits:
   - {plan_id: starter, meter: api_requests, soft_limit: "1500", hard_limit: "2500"}
 """

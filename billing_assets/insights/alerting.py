@@ -23,20 +23,29 @@ def _body(row: dict) -> bytes:
     return (json.dumps(row, indent=2, sort_keys=True) + "\n").encode()
 
 
-def alerts_of_day(lake: BillingLake, day: str, reference: ReferenceData, config: AlertsConfig) -> tuple[pa.Table, dict]:
+class MonthAlerts:
+    """A month's crossings, worked out once for all the days of a run asked about: a crossing's
+    day depends only on the days up to it, so those up to the run's last day hold for each day."""
+
+    def __init__(self, lake: BillingLake, month: str, through: date, reference: ReferenceData, config: AlertsConfig):
+        self.month, self.config = month, config
+        self.customers = defaultdict(list)
+        for contract in sorted(contract_terms(reference, month).values(), key=lambda c: c.first_day):
+            self.customers[contract.customer_id].append(contract)
+        self.usage = defaultdict(list)
+        for partition, table in lake.read_month("metered_usage", month).items():
+            if partition <= through.isoformat():
+                for row in table.to_pylist():
+                    self.usage[row["customer_id"]].append(row)
+        self.aggregation = reference.meter_aggregation()
+        self.rows = crossings(config, dict(self.customers), dict(self.usage), self.aggregation, month, through) \
+            if config.alerts else []
+
+
+def alerts_of_day(lake: BillingLake, day: str, month_alerts: MonthAlerts) -> tuple[pa.Table, dict]:
     """The ``usage_alerts`` rows of ``day`` (its month up to it), and what was written."""
-    month, through = day[:7], date.fromisoformat(day)
-    terms = contract_terms(reference, month)
-    customers = defaultdict(list)
-    for contract in sorted(terms.values(), key=lambda c: c.first_day):
-        customers[contract.customer_id].append(contract)
-    usage = defaultdict(list)
-    for partition, table in lake.read_month("metered_usage", month).items():
-        if partition <= day:
-            for row in table.to_pylist():
-                usage[row["customer_id"]].append(row)
-    aggregation = reference.meter_aggregation()
-    rows = crossings(config, dict(customers), dict(usage), aggregation, month, through)
+    month, through, config = day[:7], date.fromisoformat(day), month_alerts.config
+    rows = [dict(row) for row in month_alerts.rows if row["crossed_on"] <= day]
     outbox = {item.key for item in lake.list_objects(f"alerts/{month}/")}
     written = {"notified": 0, "retracted": 0, "entitlements": 0}
     for row in rows:
@@ -57,8 +66,8 @@ def alerts_of_day(lake: BillingLake, day: str, reference: ReferenceData, config:
         if retraction not in outbox and lake.put_once(retraction, _body(row), "application/json"):
             written["retracted"] += 1
     if config.limits and _is_latest_metered_day(lake, day):
-        for customer_id, document in entitlements(config, dict(customers), dict(usage), aggregation, month,
-                                                  through).items():
+        for customer_id, document in entitlements(config, dict(month_alerts.customers), dict(month_alerts.usage),
+                                                  month_alerts.aggregation, month, through).items():
             lake.put_bytes(f"entitlements/{customer_id}.json", _body(document), "application/json")
             written["entitlements"] += 1
     rows.sort(key=lambda row: (row["customer_id"], row["alert_id"]))

@@ -1,10 +1,12 @@
-"""Usage statements: what each customer sees of a month — the charges and why, daily usage,
+"""Usage statements and alerts: what each customer sees of a month — the charges and why, daily usage,
 corrections and their causes, and for the open month a forecast (CONTRACT.md §8)."""
+
+from datetime import date
 
 import dagster as dg
 import pyarrow.compute as pc
 
-from billing_assets.insights.alerting import alerts_of_day
+from billing_assets.insights.alerting import USAGE_ALERTS_SCHEMA, MonthAlerts, alerts_of_day
 from billing_assets.insights.month import publish_statements
 from billing_assets.insights.schemas import UsageAlertRow, UsageStatementRow
 from billing_assets.lib.automation import follows_upstream
@@ -70,10 +72,15 @@ def usage_alerts(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.Mat
     reference = read_reference(lake)
     config = read_alerts(lake, reference)
     written, last = {"notified": 0, "retracted": 0, "entitlements": 0}, None
+    months = {}
+    for day in context.partition_keys:  # a month's usage is read, and its crossings found, once
+        months[day[:7]] = max(months.get(day[:7], day), day)
+    worked = {month: MonthAlerts(lake, month, date.fromisoformat(last), reference, config)
+              for month, last in months.items()} if config.alerts or config.limits else {}
     for day in context.partition_keys:
-        table, now = alerts_of_day(lake, day, reference, config)
+        table, now = alerts_of_day(lake, day, worked[day[:7]]) if worked else (USAGE_ALERTS_SCHEMA.empty_table(), {})
         lake.write_table("usage_alerts", day, table)
-        written = {key: written[key] + now[key] for key in written}
+        written = {key: written[key] + now.get(key, 0) for key in written}
         last = table
     metadata = {"alerts_configured": len(config.alerts), "limits_configured": len(config.limits),
                 **{f"outbox/{key}": value for key, value in written.items()}}
