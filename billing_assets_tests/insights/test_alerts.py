@@ -10,7 +10,8 @@ import pytest
 from billing_assets.reference.alerts import load_alerts
 from billing_assets.reference.loading import ReferenceDataError, load_reference
 from billing_assets_tests.conftest import CONTRACTS, reference_files
-from billing_assets_tests.invoicing.test_assets import run
+from billing_assets.definitions import defs
+from billing_assets_tests.usage.conftest import QUIET
 from billing_assets_tests.usage.helpers import event
 
 ALERTS = """\
@@ -37,15 +38,19 @@ def read(s3, bucket, key):
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def days(instance, *numbers):
-    for number in numbers:
-        run(instance, "daily_usage_job", f"2026-01-{number:02d}")
+def days(instance, first, last=None):
+    """One run over days ``first`` to ``last`` of January, as `billing run` does (a single-run backfill)."""
+    start, end = f"2026-01-{first:02d}", f"2026-01-{(last or first):02d}"
+    result = defs.resolve_job_def("daily_usage_job").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET,
+        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
+    assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
 
 
 def test_crossings_are_notified_once_moved_by_late_data_and_retracted_by_a_correction(put, s3, bucket):
     put(reference_files(alerts_yaml=ALERTS) | day_file(1, "10") | day_file(2, "10") | day_file(3, "10"))
     with dg.instance_for_test() as instance:
-        days(instance, 1, 2, 3)
+        days(instance, 1, 3)
         # by hand: egress month to date 10, 20, 30 → 30 is reached (exactly) on the 3rd. Spend on day d is
         # egress 0.80·d plus the base fee 49 × d/31, rounded: 2.38, 4.76, 2.40 + 4.74 = 7.14 → the 3rd
         notices = {key.rsplit("/", 1)[1]: read(s3, bucket, key) for key in listing(s3, bucket, OUTBOX)}
@@ -56,7 +61,7 @@ def test_crossings_are_notified_once_moved_by_late_data_and_retracted_by_a_corre
         assert entitlement["meters"]["egress_gb"] == {"used": "30", "soft_limit": "15", "hard_limit": "25",
                                                       "state": "hard_exceeded", "as_of": "2026-01-03"}
         before = listing(s3, bucket, "alerts/")
-        days(instance, 3, 2)  # re-materialising writes nothing new
+        days(instance, 2, 3)  # re-materialising writes nothing new
         assert listing(s3, bucket, "alerts/") == before
 
         # a late file for the 1st: 110 on day 1 alone. The table now says the 1st; the notice
@@ -76,7 +81,7 @@ def test_crossings_are_notified_once_moved_by_late_data_and_retracted_by_a_corre
         # (no_active_contract) and the month to date is 10 GB, spend 0.80 + 49 × 1/31 = 2.38
         put(reference_files(alerts_yaml=ALERTS, contracts_csv=CONTRACTS.replace("c-acme,acme,pro,2026-01-01",
                                                                                 "c-acme,acme,pro,2026-01-03")))
-        days(instance, 1, 2, 3)
+        days(instance, 1, 3)
         names = sorted(key.rsplit("/", 1)[1] for key in listing(s3, bucket, OUTBOX))
         assert names == ["egress-30.2026-01-retracted.json", "egress-30.2026-01.json",
                          "spend-7.2026-01-retracted.json", "spend-7.2026-01.json"]

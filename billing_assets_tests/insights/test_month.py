@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 
 from billing_assets.cli import main
+from billing_assets.insights.render import statement_html
 from billing_assets_tests.conftest import reference_files
 from billing_assets_tests.invoicing.test_assets import AFTER_GRACE, run
 from billing_assets_tests.servers import chromium_and_driver, chromium_session
@@ -214,3 +215,13 @@ def test_the_statement_page_in_a_real_browser(month, tmp_path):
         assert browser.find_elements("tag name", "script") == []
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
         browser.save_screenshot(str(artifacts / "globex-2026-01-print.png"))
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "screen"})
+        # the month as it stood on the 20th: month to date, and the forecast with its interval
+        draft = month[0]
+        page.write_text(statement_html(draft))
+        browser.get(page.as_uri())
+        browser.save_screenshot(str(artifacts / "globex-2026-01-month-to-date.png"))
+        summary = browser.find_element("css selector", ".summary").text
+        low, high = (draft["forecast"][f"{name}_minor"] for name in ("low", "high"))
+        assert "Month to date\nUSD 80.97" in summary
+        assert f"90 % interval USD {low // 100:,}.{low % 100:02d} – USD {high // 100:,}.{high % 100:02d}" in summary

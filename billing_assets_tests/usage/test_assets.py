@@ -31,7 +31,7 @@ def test_a_day_materialises_with_every_check_passing(seeded, s3, bucket):
             "usage_events_matches_contract": True, "quarantined_events_matches_contract": True,
             "duplicate_events_matches_contract": True, "usage_lines_conserved": True,
             "metered_usage_matches_contract": True, "metered_usage_ties_to_events": True,
-            "sla_report_matches_contract": True,
+            "sla_report_matches_contract": True, "usage_alerts_matches_contract": True,
         }
         assert all(evaluation.partition == DAY for evaluation in result.get_asset_check_evaluations())
         usage = metadata_of(result, "usage_events")
