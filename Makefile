@@ -25,8 +25,9 @@ demo: install
 ui: install
 	$(BIN)/billing ui
 
+# two workers, whole files each: most tests wait on S3, Dagster or a browser, not on a core
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
