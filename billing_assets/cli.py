@@ -42,6 +42,17 @@ def parse_day(text: str, flag: str) -> date:
         raise CliError(f"{flag} {text!r} is not a real calendar date", 2) from None
 
 
+def parse_month(text: str) -> str:
+    try:
+        return date.fromisoformat(f"{text}-01").strftime("%Y-%m") if len(text) == 7 else _bad_month(text)
+    except ValueError:
+        return _bad_month(text)
+
+
+def _bad_month(text: str) -> str:
+    raise CliError(f"--month {text!r} is not a month (YYYY-MM)", 2)
+
+
 def days_between(start: date, end: date) -> list[str]:
     from billing_assets.partitions import PARTITIONS_START
 
@@ -308,10 +319,34 @@ def demo() -> int:
           f"lines read {before.get('lines_read')} → {after.get('lines_read')}")
     status = month.status or late.status
     if not status:
+        print()
+        status = statements([DEMO_MONTH.strftime("%Y-%m")])
+    if not status:
         _show_statements(DEMO_MONTH.strftime("%Y-%m"))
     print(f"\nTables: s3://{os.environ['BILLING_BUCKET']}/warehouse/<table>/dt=YYYY-MM-DD/part-00000.parquet "
           f"at {endpoint}\nNext: `make ui` opens the Dagster UI on this instance and bucket.")
     return status
+
+
+def statements(months: list[str]) -> int:
+    """Write the months' usage statements as one Dagster run; print where they are."""
+    from billing_assets.definitions import defs
+
+    check_bucket()
+    with instance() as dagster_instance:
+        started = time.monotonic()
+        result = execute_range(defs.resolve_job_def("statements_job"), months, dagster_instance)
+        if not result.success:
+            print(f"statements {', '.join(months)}: FAILED: {_failure_text(result)}  (run {result.run_id[:8]})")
+            return 1
+    from billing_assets.resources import billing_lake
+
+    lake = billing_lake()
+    for month in months:
+        rows = lake.read_table("usage_statements", month).num_rows
+        print(f"{month}: {rows} usage statements in s3://{lake.bucket_name}/documents/{month}/<customer>/statement.html "
+              f"(and .json, -lines.csv, -usage.csv), {time.monotonic() - started:.1f}s")
+    return 0
 
 
 def _show_statements(month: str) -> None:
@@ -321,8 +356,6 @@ def _show_statements(month: str) -> None:
 
     lake = billing_lake()
     rows = lake.read_table("usage_statements", month).to_pylist()
-    print(f"\nUsage statements ({len(rows)}): s3://{lake.bucket_name}/documents/{month}/<customer>/statement.html "
-          "(and .json, -lines.csv, -usage.csv)")
     last_day = max(lake.days_present("usage_alerts", month), default=None)
     if last_day:
         alerts = lake.read_table("usage_alerts", last_day).to_pylist()
@@ -382,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     ui_parser = commands.add_parser("ui", help="the Dagster UI on the demo's instance and bucket")
     ui_parser.add_argument("--port", type=int, default=3000)
     commands.add_parser("stop-s3", help="stop the embedded S3 server")
+    statements_parser = commands.add_parser("statements", help="write the customers' usage statements of a month")
+    statements_parser.add_argument("--month", required=True, action="append", metavar="YYYY-MM",
+                                   help="a month (repeat for more)")
     explain_parser = commands.add_parser("explain", help="why a document charges what it does, down to the raw events")
     explain_parser.add_argument("document", metavar="DOCUMENT_NUMBER", help="INV-YYYYMM-<customer>, CN-…-<n> or ADJ-…-<n>")
     explain_parser.add_argument("--meter", help="only this meter's lines")
@@ -395,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo()
         if args.command == "ui":
             return ui(args.port)
+        if args.command == "statements":
+            return statements(sorted(set(parse_month(month) for month in args.month)))
         if args.command == "explain":
             return explain_command(args.document, args.meter, args.json, args.events)
         from billing_assets.demo.embedded_s3 import stop_server

@@ -95,13 +95,16 @@ def month(s3_endpoint):
             for day in ("2026-01-05", "2026-01-20"):
                 run(instance, "daily_usage_job", day)
             run(instance, "monthly_billing_job", "2026-01", as_of="2026-01-21T00:00:00+00:00")
+            run(instance, "statements_job", "2026-01")
             draft = json.loads(get(s3, bucket, f"{DOCS}statement.json"))
             run(instance, "monthly_billing_job", "2026-01")  # after the grace period: issued
+            run(instance, "statements_job", "2026-01")
             issued = json.loads(get(s3, bucket, f"{DOCS}statement.json"))
             time.sleep(1.1)  # S3 times are whole seconds: the late day is metered after the invoice
             put(LATE)
             run(instance, "daily_usage_job", "2026-01-25")
             run(instance, "monthly_billing_job", "2026-01")
+            run(instance, "statements_job", "2026-01")
         yield draft, issued, json.loads(get(s3, bucket, f"{DOCS}statement.json")), s3, bucket
 
 
