@@ -17,7 +17,7 @@ from billing_assets.insights.charges import ContractTerms
 from billing_assets.insights.forecast import forecast_customer
 from billing_assets.invoicing.lines import ContractMonth, PlanTerms, contract_lines, invoice_total
 from billing_assets.lib.currency import MINOR_UNIT_EXPONENT
-from billing_assets.lib.money import decimal_text, exact_text, minor_units
+from billing_assets.lib.money import decimal_text, exact_text, minor_units, round_half_up
 from billing_assets.rating.pricing import prorated
 from billing_assets.rating.period import period_quantity
 from billing_assets.reference.alerts import Alert, AlertsConfig
@@ -72,7 +72,8 @@ def value_on(alert: Alert, terms: Sequence[ContractTerms], usage: Sequence[dict]
         if not minimum:
             return None
         percent = Fraction(spend_minor(terms, usage, aggregation, day) * 100, minimum)
-        return percent, exact_text(percent)
+        # compared exactly; shown to 2 places, half-up (a share, not an amount of money)
+        return percent, exact_text(Fraction(round_half_up(percent * 100), 100))
     amount = (spend_minor(terms, usage, aggregation, day) if alert.kind == "spend"
               else forecast_customer(terms, usage, aggregation, day)["expected_minor"])
     return Fraction(amount, scale), exact_text(Fraction(amount, scale))

@@ -113,3 +113,28 @@ def test_a_broken_alerts_file_names_the_entry_and_the_problem(text, where, probl
         load_alerts(files.get, load_reference(files.get))
     assert (raised.value.file, raised.value.row) == ("reference/alerts.yaml", where)
     assert problem in raised.value.problem
+
+
+def test_a_commitment_alert_compares_exactly_and_shows_the_share_to_two_places():
+    from datetime import date
+    from decimal import Decimal
+
+    from billing_assets.insights.alerts import value_on
+    from billing_assets.insights.charges import ContractTerms
+    from billing_assets.rating.pricing import Charge
+    from billing_assets.reference.alerts import Alert
+
+    # a 3-day "month", egress at 0.01 a GB, a minimum of 10.00: 200 GB is 2.00, 20 % exactly;
+    # 66.7 GB is 0.667 → 0.67 (the line rounds once), 6.7 %; against a 3.00 minimum 22.333… %
+    terms = ContractTerms("c", "p", "USD", date(2026, 1, 1), date(2026, 1, 3), 3, 3, "", "", "10.00",
+                          {"egress_gb": Charge("egress_gb", "per_unit", unit_price=Decimal("0.01"))}, "acme")
+    usage = [{"day": date(2026, 1, 1), "meter": "egress_gb", "quantity": Decimal("200")}]
+    alert = Alert("a", "commitment", Decimal("20"), customer_id="acme")
+    value, text = value_on(alert, [terms], usage, {"egress_gb": "sum"}, date(2026, 1, 1))
+    assert value == 20 and text == "20"  # 2.00 of 10.00, reached exactly
+    usage = [{"day": date(2026, 1, 1), "meter": "egress_gb", "quantity": Decimal("66.7")}]  # 0.67 → 6.7 %
+    value, text = value_on(alert, [terms], usage, {"egress_gb": "sum"}, date(2026, 1, 1))
+    assert (value, text) == (Decimal("6.7"), "6.7")
+    three = ContractTerms(**{**terms.__dict__, "minimum_commitment": "3.00"})  # 0.67 of 3.00 = 22.333… %
+    value, text = value_on(alert, [three], usage, {"egress_gb": "sum"}, date(2026, 1, 1))
+    assert value > Decimal("22.33") and text == "22.33"
