@@ -111,10 +111,14 @@ def entitlements(config: AlertsConfig, customers: dict[str, list[ContractTerms]]
     for customer_id, terms in sorted(customers.items()):
         limits = {}
         for limit in config.limits:
-            if not any(limit.applies_to(customer_id, contract.plan_id) for contract in terms):
+            # a plan's limit holds while the customer is on that plan: over the days of the
+            # month its contracts on it cover, if one covers the day the entitlements are as of
+            covering = [contract for contract in terms if limit.applies_to(customer_id, contract.plan_id)]
+            if not any(contract.first_day <= as_of <= contract.last_day for contract in covering):
                 continue
+            days = {day for contract in covering for day in _days(contract, as_of)}
             used = period_quantity(aggregation[limit.meter], [row for row in usage.get(customer_id, [])
-                                                              if row["meter"] == limit.meter and row["day"] <= as_of])
+                                                              if row["meter"] == limit.meter and row["day"] in days])
             state = "hard_exceeded" if used > limit.hard_limit else "soft_exceeded" if used > limit.soft_limit else "ok"
             limits[limit.meter] = {"used": decimal_text(used), "soft_limit": decimal_text(limit.soft_limit),
                                    "hard_limit": decimal_text(limit.hard_limit), "state": state,

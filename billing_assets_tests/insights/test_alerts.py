@@ -138,3 +138,26 @@ def test_a_commitment_alert_compares_exactly_and_shows_the_share_to_two_places()
     three = ContractTerms(**{**terms.__dict__, "minimum_commitment": "3.00"})  # 0.67 of 3.00 = 22.333… %
     value, text = value_on(alert, [three], usage, {"egress_gb": "sum"}, date(2026, 1, 1))
     assert value > Decimal("22.33") and text == "22.33"
+
+
+def test_a_plans_limit_holds_over_the_days_the_customer_is_on_that_plan():
+    from datetime import date
+    from decimal import Decimal
+
+    from billing_assets.insights.alerts import entitlements
+    from billing_assets.insights.charges import ContractTerms
+    from billing_assets.reference.alerts import AlertsConfig, Limit
+
+    def contract(plan, first, last):
+        return ContractTerms(f"c-{plan}", plan, "USD", date(2026, 1, first), date(2026, 1, last), last - first + 1, 31,
+                             "", "", "", {}, "globex")
+
+    terms = [contract("starter", 1, 10), contract("pro", 11, 31)]
+    usage = [{"day": date(2026, 1, day), "meter": "api", "quantity": Decimal(100)} for day in (2, 5, 9, 12)]
+    config = AlertsConfig(limits=(Limit("api", Decimal(150), Decimal(250), plan_id="starter"),))
+    on_5th = entitlements(config, {"globex": terms}, {"globex": usage}, {"api": "count"}, "2026-01", date(2026, 1, 5))
+    assert on_5th["globex"]["meters"]["api"] == {"used": "200", "soft_limit": "150", "hard_limit": "250",
+                                                      "state": "soft_exceeded", "as_of": "2026-01-05"}
+    on_10th = entitlements(config, {"globex": terms}, {"globex": usage}, {"api": "count"}, "2026-01", date(2026, 1, 10))
+    assert on_10th["globex"]["meters"]["api"]["used"] == "300"  # the 12th is on pro, not counted
+    assert entitlements(config, {"globex": terms}, {"globex": usage}, {"api": "count"}, "2026-01", date(2026, 1, 12)) == {}
