@@ -15,7 +15,7 @@ from fractions import Fraction
 
 from billing_assets.insights.charges import ContractTerms
 from billing_assets.insights.forecast import forecast_customer
-from billing_assets.invoicing.lines import ContractMonth, PlanTerms, contract_lines, invoice_total
+from billing_assets.invoicing.lines import contract_lines, invoice_total
 from billing_assets.lib.currency import MINOR_UNIT_EXPONENT
 from billing_assets.lib.money import decimal_text, exact_text, minor_units, round_half_up
 from billing_assets.rating.pricing import prorated
@@ -28,28 +28,20 @@ def alert_key(alert: Alert, month: str) -> str:
     return f"{alert.alert_id}.{month}"
 
 
-def _days(terms: ContractTerms, through: date) -> list[date]:
-    return [terms.first_day + timedelta(days=offset) for offset in range(terms.covered_days)
-            if terms.first_day + timedelta(days=offset) <= through]
-
-
 def spend_minor(terms: Sequence[ContractTerms], usage: Sequence[dict], aggregation: dict[str, str], through: date) -> int:
     """What the month would bill if it ended on ``through``: each contract's usage so far priced
     through its plan, its base fee prorated over its days so far, its discount; no minimum
     true-up (a minimum is the month's floor, not spending)."""
     total = 0
     for contract in terms:
-        days = set(_days(contract, through))
+        days = set(contract.days(through))
         if not days:
             continue
         quantities = {meter: period_quantity(aggregation[meter], [row for row in usage
                                                                   if row["meter"] == meter and row["day"] in days])
                       for meter in contract.charges}
-        plan = PlanTerms(contract.currency, tuple(contract.charges[m] for m in sorted(contract.charges)),
-                         base_fee=Decimal(contract.base_fee) if contract.base_fee else None)
-        month = ContractMonth(contract.contract_id, Decimal(contract.discount_percent or 0), len(days),
-                              contract.days_in_month)
-        total += invoice_total(contract_lines(month, plan, quantities))
+        total += invoice_total(contract_lines(contract.contract_month(len(days)), contract.plan_terms(minimum=False),
+                                              quantities))
     return total
 
 
@@ -116,7 +108,7 @@ def entitlements(config: AlertsConfig, customers: dict[str, list[ContractTerms]]
             covering = [contract for contract in terms if limit.applies_to(customer_id, contract.plan_id)]
             if not any(contract.first_day <= as_of <= contract.last_day for contract in covering):
                 continue
-            days = {day for contract in covering for day in _days(contract, as_of)}
+            days = {day for contract in covering for day in contract.days(as_of)}
             used = period_quantity(aggregation[limit.meter], [row for row in usage.get(customer_id, [])
                                                               if row["meter"] == limit.meter and row["day"] in days])
             state = "hard_exceeded" if used > limit.hard_limit else "soft_exceeded" if used > limit.soft_limit else "ok"

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
+from billing_assets.invoicing.lines import ContractMonth, PlanTerms
 from billing_assets.invoicing.render import money
 from billing_assets.rating.pricing import Charge
 from billing_assets.rating.rate import covered_days, month_days
@@ -39,6 +40,23 @@ class ContractTerms:
     minimum_commitment: str
     charges: dict[str, Charge]
     customer_id: str = ""
+
+    def days(self, through: date | None = None) -> list[date]:
+        """The days of the month the contract covers (up to ``through``, if given)."""
+        span = [self.first_day + timedelta(days=offset) for offset in range(self.covered_days)]
+        return span if through is None else [day for day in span if day <= through]
+
+    def plan_terms(self, minimum: bool = True) -> PlanTerms:
+        """The plan as the invoice's own pricing takes it (without the minimum: spending so far)."""
+        return PlanTerms(self.currency, tuple(self.charges[meter] for meter in sorted(self.charges)),
+                         base_fee=Decimal(self.base_fee) if self.base_fee else None,
+                         minimum_commitment=Decimal(self.minimum_commitment) if minimum and self.minimum_commitment
+                         else None)
+
+    def contract_month(self, covered_days: int | None = None) -> ContractMonth:
+        """The contract's terms for the month, as covering ``covered_days`` (default: all it covers)."""
+        return ContractMonth(self.contract_id, Decimal(self.discount_percent or 0),
+                             self.covered_days if covered_days is None else covered_days, self.days_in_month)
 
 
 def contract_terms(reference: ReferenceData, month: str) -> dict[str, ContractTerms]:

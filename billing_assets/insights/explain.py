@@ -13,7 +13,6 @@ import json
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -88,7 +87,7 @@ def _locations(table: pa.Table, limit: int, columns: list[str]) -> list[dict]:
     return rows
 
 
-def _line_quantity(document: dict, line: dict, rated: list[dict]) -> str | None:
+def _line_quantity(line: dict, rated: list[dict]) -> str | None:
     if "quantity" in line:
         return line["quantity"]
     for row in rated:  # a correction's line: the quantity it billed up or down to
@@ -121,7 +120,7 @@ def explain(lake: BillingLake, number: str, meter: str | None = None, events: in
     explained = []
     for line in lines:
         entry = {"contract_id": line["contract_id"], "line_type": line["line_type"], "meter": line["meter"],
-                 "quantity": _line_quantity(document, line, rated),
+                 "quantity": _line_quantity(line, rated),
                  "amount_minor": line["amount_minor"] if "amount_minor" in line else line["difference_minor"],
                  "pricing": json.loads(line["tiers"]) if line.get("tiers") else None, "days": [],
                  "events": {"count": 0, "first": []}}
@@ -129,9 +128,7 @@ def explain(lake: BillingLake, number: str, meter: str | None = None, events: in
             entry |= {"billed_minor": line["billed_minor"], "owed_minor": line["owed_minor"]}
         contract = terms.get(line["contract_id"])
         if line["line_type"] == "usage" and contract is not None:
-            span = {date.fromordinal(ordinal).isoformat()
-                    for ordinal in range(contract.first_day.toordinal(), contract.last_day.toordinal() + 1)}
-            in_span = pc.is_in(pc.field("dt"), value_set=pa.array(sorted(span)))
+            in_span = pc.is_in(pc.field("dt"), value_set=pa.array([day.isoformat() for day in contract.days()]))
             days = metered.filter((pc.field("meter") == line["meter"]) & in_span).sort_by("dt")
             entry["days"] = [{"day": row["dt"], "quantity": decimal_text(row["quantity"]), "event_count": row["event_count"]}
                              for row in days.to_pylist()]

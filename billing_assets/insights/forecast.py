@@ -132,14 +132,9 @@ def forecast_customer(terms: Sequence[ContractTerms], usage: Sequence[dict], agg
     first = min((contract.first_day.replace(day=1) for contract in terms), default=as_of)
     history = [first + timedelta(days=offset) for offset in range((as_of - first).days + 1)]
     for contract in terms:
-        span = [contract.first_day + timedelta(days=offset) for offset in range(contract.covered_days)]
-        observed = [day for day in span if day <= as_of]
+        observed = contract.days(as_of)
         projections = {meter: project_meter(aggregation[meter], by_meter.get(meter, ()), observed,
-                                            len(span) - len(observed), history) for meter in sorted(contract.charges)}
-        plan = PlanTerms(contract.currency, tuple(contract.charges[meter] for meter in sorted(contract.charges)),
-                         base_fee=Decimal(contract.base_fee) if contract.base_fee else None,
-                         minimum_commitment=Decimal(contract.minimum_commitment) if contract.minimum_commitment else None)
-        month = ContractMonth(contract.contract_id, Decimal(contract.discount_percent or 0), contract.covered_days,
-                              contract.days_in_month)
-        parts.append(ContractForecast(month, plan, projections))
+                                            contract.covered_days - len(observed), history)
+                       for meter in sorted(contract.charges)}
+        parts.append(ContractForecast(contract.contract_month(), contract.plan_terms(), projections))
     return priced_forecast(parts) | {"as_of": as_of.isoformat()}

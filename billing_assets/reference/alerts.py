@@ -19,8 +19,18 @@ KINDS = ("usage", "spend", "commitment", "forecast_spend")
 ALERT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+class _Subject:
+    """Whom an entry is for: one customer, or every customer on a plan."""
+
+    plan_id: str | None
+    customer_id: str | None
+
+    def applies_to(self, customer_id: str, plan_id: str) -> bool:
+        return self.customer_id == customer_id if self.customer_id else self.plan_id == plan_id
+
+
 @dataclass(frozen=True)
-class Alert:
+class Alert(_Subject):
     alert_id: str
     kind: str
     threshold: Decimal  # a quantity (usage), an amount in the plan's currency, or a percentage (commitment)
@@ -28,20 +38,14 @@ class Alert:
     plan_id: str | None = None
     customer_id: str | None = None
 
-    def applies_to(self, customer_id: str, plan_id: str) -> bool:
-        return self.customer_id == customer_id if self.customer_id else self.plan_id == plan_id
-
 
 @dataclass(frozen=True)
-class Limit:
+class Limit(_Subject):
     meter: str
     soft_limit: Decimal
     hard_limit: Decimal
     plan_id: str | None = None
     customer_id: str | None = None
-
-    def applies_to(self, customer_id: str, plan_id: str) -> bool:
-        return self.customer_id == customer_id if self.customer_id else self.plan_id == plan_id
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,8 @@ def check_object(index: int, key: str, stream, last_modified: datetime, ctx: _Pa
 def _attributed(bad: pa.Table, ctx: _PartitionContext) -> pa.Table:
     """A rejected line's customer and meter only where they name a known one (a bad line can
     carry any text there): what was not billed is then told to that customer, never to another."""
-    customer, meter = bad.column("customer_id"), bad.column("meter")
-    known_meter = pc.is_in(meter, value_set=pa.array(sorted(ctx.aggregation), pa.string()))
-    return bad.set_column(3, "customer_id", pc.if_else(pc.is_in(customer, value_set=ctx.customers), customer, None)) \
-              .set_column(4, "meter", pc.if_else(known_meter, meter, None))
+    for name, known in (("customer_id", ctx.customers), ("meter", pa.array(sorted(ctx.aggregation), pa.string()))):
+        values = bad.column(name)
+        bad = bad.set_column(bad.column_names.index(name), name,
+                             pc.if_else(pc.is_in(values, value_set=known), values, None))
+    return bad
