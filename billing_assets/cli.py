@@ -232,12 +232,38 @@ def _run(days: list[str], bucket: str, dagster_instance) -> RunSummary:
     print(f"{'total':<12}{totals['lines_read']:>12}{totals['accepted']:>10}{totals['duplicates']:>12}"
           f"{totals['quarantined']:>13}  " + ", ".join(f"{r} {c}" for r, c in reasons.items() if c))
     if result.success:
+        _show_anomalies(days)
         failures += rate_months(sorted({day[:7] for day in days}), dagster_instance, defs)
     if failures:
         print(f"\nfailed: {', '.join(failures)}; open the run in the UI for the failing step or check")
     return RunSummary(1 if failures else 0, {day: {name: counts[name] for name in
                                                    ("lines_read", "accepted", "duplicates", "quarantined")}
                                              for day, counts in per_day.items()})
+
+
+def _show_anomalies(days: list[str], shown: int = 10) -> None:
+    """The range's usage anomalies nobody suppressed: a warning each, with its sentence."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from billing_assets.analytics.detect import FINDINGS
+    from billing_assets.invoicing.render import money
+    from billing_assets.resources import billing_lake
+
+    lake, found = billing_lake(), []
+    for day in days:
+        table = lake.read_table("usage_anomalies", day)
+        flagged = pc.and_(pc.is_in(table.column("kind"), pa.array(FINDINGS)), pc.is_null(table.column("suppressed_by")))
+        found += table.filter(flagged).to_pylist()
+    if not found:
+        print("\nusage anomalies: none")
+        return
+    print(f"\nusage anomalies ({len(found)}, warnings: check no_unexplained_usage_anomalies):")
+    for row in found[:shown]:
+        risk = "" if row["revenue_at_risk_minor"] is None else f", {money(row['revenue_at_risk_minor'], row['currency'])} at risk"
+        print(f"  {row['day']} {row['customer_id']} {row['meter']}: {row['kind']}{risk}\n    {row['explanation']}")
+    if len(found) > shown:
+        print(f"  … and {len(found) - shown} more in usage_anomalies")
 
 
 def rate_months(months: list[str], dagster_instance, defs) -> list[str]:

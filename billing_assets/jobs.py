@@ -19,9 +19,11 @@ reference_job = dg.define_asset_job(
 )
 daily_usage_job = dg.define_asset_job(
     "daily_usage_job",
-    selection=(dg.AssetSelection.groups("usage", "metering", "sla") | dg.AssetSelection.assets("usage_alerts"))
+    selection=(dg.AssetSelection.groups("usage", "metering", "sla")
+               | dg.AssetSelection.assets("usage_alerts", "usage_anomalies"))
     - SLA_CHECKS,
-    description="Ingest one or more days of raw usage and meter them, with every blocking check.",
+    description="Ingest one or more days of raw usage and meter them, with every blocking check; "
+                "then the day's alerts and usage anomalies.",
     tags=MAX_RUNTIME,
 )
 monthly_billing_job = dg.define_asset_job(

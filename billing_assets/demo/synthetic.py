@@ -17,6 +17,8 @@ from datetime import date, datetime, timedelta, timezone
 DEMO_MONTH = date(2026, 10, 1)
 DEMO_LATE_DAY = date(2026, 10, 12)
 DEMO_BAD_DAY = date(2026, 10, 7)
+# acme's egress producer breaks for three days: usage_anomalies flags it (CONTRACT.md §9)
+DEMO_BROKEN_METER = ("acme", "egress_gb", date(2026, 10, 22), date(2026, 10, 24))
 
 METERS_YAML = """\
 meters:
@@ -195,6 +197,12 @@ def _bad_lines(day: date) -> list[str]:
     ]
 
 
+def _broken(event: dict, day: date) -> bool:
+    customer, meter, first, last = DEMO_BROKEN_METER
+    sender = event.get("customer_id") or next((c for c, pool in _IP_POOL.items() if event.get("ip") in pool), None)
+    return first <= day <= last and sender == customer and event["meter"] == meter
+
+
 def demo_month_objects(month: date = DEMO_MONTH) -> dict[str, bytes]:
     """Every raw object of the demo month except the late file, keyed by S3 key."""
     rng = random.Random(20261001)
@@ -204,6 +212,7 @@ def demo_month_objects(month: date = DEMO_MONTH) -> dict[str, bytes]:
         day = month.replace(day=day_number)
         prefix = f"raw/usage/dt={day.isoformat()}/"
         events = _day_events(day, 1800 + rng.randrange(400), customers, rng, "evt")
+        events = [event for event in events if not _broken(event, day)]
         split = len(events) * 2 // 3
         objects[prefix + "gateway-0001.jsonl.gz"] = gzip.compress(jsonl(events[:split]), mtime=0)
         objects[prefix + "batch-0002.jsonl"] = jsonl(events[split:])

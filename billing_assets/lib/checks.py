@@ -147,12 +147,16 @@ def partition_check(
     description: str,
     partitions_def: dg.PartitionsDefinition,
     evaluate: Callable[[BillingLake, str], tuple[bool, dict]],
+    blocking: bool = True,
 ) -> dg.AssetChecksDefinition:
-    """A blocking, partition-aware check. A single-run backfill evaluates every partition of its
-    range: each partition's outcome is recorded against that partition (so the UI shows it per
-    day), and the run's result fails if any of them does."""
+    """A partition-aware check, blocking unless said otherwise (then a failure is a warning:
+    statistical findings are for people to look at, never a reason to stop the chain). A
+    single-run backfill evaluates every partition of its range: each partition's outcome is
+    recorded against that partition (so the UI shows it per day), and the run's result fails if
+    any of them does."""
+    severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
 
-    @dg.asset_check(asset=asset, name=name, description=description, blocking=True, partitions_def=partitions_def)
+    @dg.asset_check(asset=asset, name=name, description=description, blocking=blocking, partitions_def=partitions_def)
     def _check(context: dg.AssetCheckExecutionContext, lake: BillingLake) -> dg.AssetCheckResult:
         keys = context.op_execution_context.partition_keys
         outcomes = {}
@@ -162,13 +166,13 @@ def partition_check(
         failed = [key for key, (passed, _) in outcomes.items() if not passed]
         if len(keys) == 1:
             passed, metadata = outcomes[keys[0]]
-            return dg.AssetCheckResult(passed=passed, metadata=metadata)
+            return dg.AssetCheckResult(passed=passed, metadata=metadata, severity=severity)
         for key, (passed, metadata) in outcomes.items():
             context.op_execution_context.log_event(dg.AssetCheckEvaluation(
                 asset_key=context.check_specs[0].asset_key, check_name=name, passed=passed,
-                metadata=metadata, partition=key))
+                metadata=metadata, partition=key, severity=severity))
         return dg.AssetCheckResult(
-            passed=not failed,
+            passed=not failed, severity=severity,
             metadata={"partitions_checked": len(keys), "failed_partitions": ", ".join(failed) or "none"},
         )
 

@@ -9,6 +9,7 @@ import pyarrow as pa
 from billing_assets.lib.checks import markdown_preview
 from billing_assets.lib.lake import BillingLake
 from billing_assets.reference.alerts import AlertsConfig, load_alerts
+from billing_assets.reference.suppressions import Suppression, load_suppressions
 from billing_assets.reference.loading import (
     CONTRACTS_KEY,
     CUSTOMERS_KEY,
@@ -44,6 +45,12 @@ def read_alerts(lake: BillingLake, reference: ReferenceData) -> AlertsConfig:
     """The optional alerts.yaml, failing the step with file, entry and problem when broken."""
     with _loudly():
         return load_alerts(lake.get_bytes_or_none, reference)
+
+
+def read_suppressions(lake: BillingLake, reference: ReferenceData) -> tuple[Suppression, ...]:
+    """The optional anomaly_suppressions.csv, failing the step with file, line and problem when broken."""
+    with _loudly():
+        return load_suppressions(lake.get_bytes_or_none, reference)
 
 
 @contextlib.contextmanager
@@ -83,6 +90,7 @@ def reference_data(context: dg.AssetExecutionContext, lake: BillingLake):
     reference = read_reference(lake)
     config = read_alerts(lake, reference)
     context.log.info(f"reference/alerts.yaml: {len(config.alerts)} alerts, {len(config.limits)} limits, valid")
+    context.log.info(f"reference/anomaly_suppressions.csv: {len(read_suppressions(lake, reference))} rows, valid")
     for name, frame in _frames(reference).items():
         key = REFERENCE_FILES[name][0]
         context.log.info(f"{key}: {len(frame)} rows, valid")

@@ -1,0 +1,56 @@
+"""Checks of `usage_anomalies`: deterministic invariants block (the contract's model; every active
+contract × priced meter judged once); the statistical findings are a warning people look at."""
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from billing_assets.analytics.detect import FINDINGS
+from billing_assets.analytics.schemas import UsageAnomalyRow
+from billing_assets.lib.checks import partition_check, pandera_asset_check
+from billing_assets.lib.lake import BillingLake
+from billing_assets.partitions import daily_usage_partitions
+from billing_assets.reference.assets import read_reference
+
+usage_anomalies_matches_contract = pandera_asset_check(
+    asset="usage_anomalies", table="usage_anomalies", model=UsageAnomalyRow, partitions_def=daily_usage_partitions)
+
+
+def _covers(lake: BillingLake, day: str) -> tuple[bool, dict]:
+    """The rows' (contract, meter) pairs against contracts.csv × the plan's charges, read here
+    from the reference frames directly: start_date <= day < end_date (empty end: open)."""
+    reference = read_reference(lake)
+    charged = reference.plan_charges.groupby("plan_id")["meter"].apply(set).to_dict()
+    expected = {(row["contract_id"], meter) for row in reference.contracts.to_dict("records")
+                if row["start_date"] <= day and (not row["end_date"] or day < row["end_date"])
+                for meter in charged.get(row["plan_id"], ())}
+    table = lake.read_table("usage_anomalies", day)
+    judged = set(zip(table.column("contract_id").to_pylist(), table.column("meter").to_pylist()))
+    missing, extra = sorted(expected - judged), sorted(judged - expected)
+    return not missing and not extra and len(judged) == table.num_rows, {
+        "judged": table.num_rows, "missing": dg.MetadataValue.json([list(pair) for pair in missing[:20]]),
+        "not_active": dg.MetadataValue.json([list(pair) for pair in extra[:20]])}
+
+
+anomalies_cover_active_contracts = partition_check(
+    asset="usage_anomalies", name="anomalies_cover_active_contracts",
+    description="Every contract × priced meter active on the day is judged exactly once, days without usage as zero.",
+    partitions_def=daily_usage_partitions, evaluate=_covers)
+
+
+def _findings(lake: BillingLake, day: str) -> tuple[bool, dict]:
+    table = lake.read_table("usage_anomalies", day)
+    found = table.filter(pc.and_(pc.is_in(table.column("kind"), pa.array(FINDINGS)),
+                                 pc.is_null(table.column("suppressed_by"))))
+    suppressed = table.filter(pc.is_valid(table.column("suppressed_by"))).num_rows
+    rows = found.select(["customer_id", "meter", "kind", "revenue_at_risk_minor", "currency", "explanation"])
+    return found.num_rows == 0, {
+        "findings": found.num_rows, "suppressed": suppressed,
+        "findings_table": dg.MetadataValue.md(rows.slice(0, 20).to_pandas().to_markdown(index=False))
+        if found.num_rows else dg.MetadataValue.md("none")}
+
+
+no_unexplained_usage_anomalies = partition_check(
+    asset="usage_anomalies", name="no_unexplained_usage_anomalies",
+    description="Warns when a meter stopped reporting, dropped, spiked or shifted level, unless suppressed.",
+    partitions_def=daily_usage_partitions, evaluate=_findings, blocking=False)

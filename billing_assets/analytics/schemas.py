@@ -1,0 +1,44 @@
+"""Pandera contract of `usage_anomalies` (CONTRACT.md §9)."""
+
+from typing import Annotated
+
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow
+from pandera.typing import Series
+
+from billing_assets.analytics.detect import FINDINGS, KINDS
+from billing_assets.lib.currency import ISO_4217_CODES
+from billing_assets.usage.schemas import Int64, Quantity, Text
+
+Float = Annotated[pd.ArrowDtype, pyarrow.float64()]
+
+
+class UsageAnomalyRow(pa.DataFrameModel):
+    """`usage_anomalies`: one row per contract × priced meter active on the day."""
+
+    day: Series[Annotated[pd.ArrowDtype, pyarrow.date32()]]
+    customer_id: Series[Text]
+    contract_id: Series[Text]
+    meter: Series[Text]
+    kind: Series[Text] = pa.Field(isin=list(KINDS))
+    observed: Series[Quantity] = pa.Field(ge=0, description="the day's metered quantity (0 without usage)")
+    baseline: Series[Quantity] = pa.Field(nullable=True, ge=0, description="median of the same weekday, 4 weeks")
+    baseline_days: Series[Text] = pa.Field(description="the days the baseline is the median of, comma-separated")
+    scale: Series[Float] = pa.Field(ge=0, description="robust σ (MAD), in the scored space")
+    score: Series[Float] = pa.Field(description="robust z of the day")
+    rule: Series[Text] = pa.Field(description="the rule and its thresholds, in words")
+    revenue_at_risk_minor: Series[Int64] = pa.Field(
+        nullable=True, description="month's amount with usage as usual less as metered; findings only")
+    currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES))
+    explanation: Series[Text] = pa.Field(str_length={"min_value": 1})
+    suppressed_by: Series[Text] = pa.Field(nullable=True, description="why, from reference/anomaly_suppressions.csv")
+
+    class Config:
+        strict = True
+        unique = ["contract_id", "meter"]
+
+    @pa.dataframe_check(error="a finding is priced when it has a baseline, and only findings are")
+    def risk_only_on_findings(cls, frame: pd.DataFrame) -> Series[bool]:
+        finding = frame["kind"].isin(FINDINGS)
+        return (finding & frame["baseline"].notna()) == frame["revenue_at_risk_minor"].notna()
