@@ -116,7 +116,9 @@ def revenue_at_risk(item: Series, affected: Sequence[date], baseline: Decimal, d
     less the amount with the usage as metered, both through the contract's own pricing (tiers,
     base fee, discount, minimum): positive when the month would under-bill if the usage is
     really missing, negative when it would over-bill if the usage is not real."""
-    by_meter = {meter: [row for d in item.terms.days(day) if (row := metered.get(d, item.customer_id, meter))]
+    covered = item.terms.days(day)
+    affected = [d for d in affected if d in covered]  # a silence that began last month bills there
+    by_meter = {meter: [row for d in covered if (row := metered.get(d, item.customer_id, meter))]
                 for meter in item.terms.charges}
     actual = {meter: period_quantity(aggregation[meter], rows) for meter, rows in by_meter.items()}
     rows = [row for row in by_meter[item.meter] if row["day"] not in affected]
@@ -192,6 +194,7 @@ def anomaly_rows(day: date, usage: Mapping[date, pa.Table | None], reference: Re
     is_count = np.array([item.aggregation in COUNTS for item in series])
     kinds, today = judge(quantity, events, known, is_count, thresholds)
     last = len(days) - 1
+    kinds[~known[:, last]] = "insufficient_history"  # the day itself not metered (yet): nothing to judge
     weekdays = [days[last - WEEK * back] for back in range(WINDOW // WEEK, 0, -1)]
     weekday_known = known[:, [last - WEEK * back for back in range(WINDOW // WEEK, 0, -1)]]
     metered, aggregation, rows, rule = MeteredRows(usage), reference.meter_aggregation(), [], thresholds.rule()
@@ -215,10 +218,10 @@ def anomaly_rows(day: date, usage: Mapping[date, pa.Table | None], reference: Re
             "baseline_days": ",".join(d.isoformat() for d in baseline_days),
             "scale": float(today.scale[number]), "score": float(today.score[number]), "rule": rule,
             "revenue_at_risk_minor": risk, "currency": item.terms.currency,
-            "explanation": explanation(kind, item, day, observed, baseline, baseline_days, float(today.score[number]),
-                                       int(today.zero_run[number]), float(event_baseline[number]),
-                                       risk, thresholds) if baseline is not None or kind == "insufficient_history"
-            else f"Not judged: no metered {item.meter} history.",
+            "explanation": f"Not judged: {day} is not metered yet." if not known[number, last]
+            else explanation(kind, item, day, observed, baseline, baseline_days, float(today.score[number]),
+                             int(today.zero_run[number]), float(event_baseline[number]), risk, thresholds)
+            if baseline is not None or kind == "insufficient_history" else f"Not judged: no metered {item.meter} history.",
             "suppressed_by": suppressed if judged else None,
         })
     return pa.Table.from_pylist(rows, schema=USAGE_ANOMALIES_SCHEMA)

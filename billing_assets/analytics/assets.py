@@ -37,7 +37,9 @@ def read_metered(lake: BillingLake, days: list[date]) -> dict[date, pa.Table | N
     partitions_def=daily_usage_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="analytics",
-    automation_condition=follows_upstream(),
+    # a day is judged again when any day its baseline reads is re-metered, but only a day that was
+    # judged before: the window reaches 34 days ahead, into days not metered yet
+    automation_condition=follows_upstream() & ~dg.AutomationCondition.missing(),
     owners=["team:billing"],
     kinds={"s3", "parquet"},
     metadata=table_metadata("usage_anomalies", UsageAnomalyRow),

@@ -110,3 +110,10 @@ def test_scoring_only_the_series_that_moved_judges_as_scoring_every_day():
     kinds, _ = judge(quantity, quantity, known, is_count, thresholds)
     assert list(kinds) == list(every_day)
     assert {"level_shift", "spike", "stopped_reporting", "normal"} <= set(kinds)
+
+
+def test_a_day_not_metered_yet_is_not_judged():
+    usage = _usage("100") | {DAY: None}  # 34 usual days, and the day itself never ingested
+    rows = anomaly_rows(DAY, usage, REFERENCE).to_pylist()
+    assert {row["kind"] for row in rows} == {"insufficient_history"}
+    assert all(row["explanation"] == "Not judged: 2026-10-29 is not metered yet." for row in rows)

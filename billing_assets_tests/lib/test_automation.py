@@ -58,6 +58,7 @@ def settled_history(instance):
     materialised(instance, "metered_usage", "2026-01-05")
     materialised(instance, "sla_report", "2026-01-05")
     materialised(instance, "usage_alerts", "2026-01-05")
+    materialised(instance, "usage_anomalies", "2026-01-05")
     for asset in ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments", "refunds", "reconciliation",
                   "usage_statements"):
         materialised(instance, asset, "2026-01")
@@ -72,12 +73,15 @@ def test_an_old_day_remetered_re_rates_reinvoices_and_reconciles_its_month_in_on
     result = tick(instance, cursor)
     month_chain = {(asset, "2026-01") for asset in ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments",
                                                    "refunds", "reconciliation", "usage_statements")}
-    # not the latest month (2026-10), not the other days; the day's SLA report and alerts follow too
-    assert requested(result) == month_chain | {("sla_report", "2026-01-05"), ("usage_alerts", "2026-01-05")}
+    # not the latest month (2026-10), not the other days; the day's SLA report, alerts and anomalies
+    # follow too (the 34 days after it, whose baselines read it, only where they were ever judged)
+    assert requested(result) == month_chain | {(asset, "2026-01-05") for asset in (
+        "sla_report", "usage_alerts", "usage_anomalies")}
 
     # the run happens: every stage updated in order; the next tick has nothing left to do
     materialised(instance, "sla_report", "2026-01-05")
     materialised(instance, "usage_alerts", "2026-01-05")
+    materialised(instance, "usage_anomalies", "2026-01-05")
     for asset, month in sorted(month_chain, key=lambda pair: pair[0] in ("reconciliation", "usage_statements")):
         materialised(instance, asset, month)
     assert tick(instance, result.cursor).total_requested == 0
