@@ -18,7 +18,7 @@ from billing_assets.rating import assets as rating_assets
 from billing_assets.rating import checks as rating_checks
 from billing_assets.reference import assets as reference_assets
 from billing_assets.invoicing.policy import BillingPolicy
-from billing_assets.jobs import daily_usage_job, monthly_billing_job, reference_job, statements_job
+from billing_assets.jobs import analytics_job, daily_usage_job, monthly_billing_job, reference_job, statements_job
 from billing_assets.resources import billing_lake
 from billing_assets.usage import assets as usage_assets
 from billing_assets.usage import checks as usage_checks
@@ -44,7 +44,7 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules([usage_checks, metering_checks, rating_checks,
                                                     invoicing_checks, monitoring_checks, insights_checks,
                                                     analytics_checks]),
-    jobs=[reference_job, daily_usage_job, monthly_billing_job, statements_job],
+    jobs=[reference_job, daily_usage_job, monthly_billing_job, statements_job, analytics_job],
     sensors=[raw_usage_sensor, reference_sensor, invoice_issuing_sensor, billing_automation_sensor,
              orphaned_run_sensor],
     schedules=[daily_usage_schedule, monthly_invoicing_schedule],

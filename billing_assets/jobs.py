@@ -41,3 +41,11 @@ statements_job = dg.define_asset_job(
     description="Write each customer's usage statement of one or more months (documents/YYYY-MM/<customer>/).",
     tags=MAX_RUNTIME,
 )
+# per-event work (each accepted event placed in a session) off the billing run's critical path:
+# the automation sensor runs it after each day's ingest, the UI's Materialise on demand
+analytics_job = dg.define_asset_job(
+    "analytics_job",
+    selection=dg.AssetSelection.assets("sessions"),
+    description="Group one or more days' accepted events into sessions (warehouse/sessions/).",
+    tags=MAX_RUNTIME,
+)

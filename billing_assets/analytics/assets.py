@@ -8,10 +8,12 @@ from datetime import date
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from billing_assets.analytics.anomalies import HISTORY_DAYS, anomaly_rows, history_days
 from billing_assets.analytics.detect import FINDINGS
-from billing_assets.analytics.schemas import UsageAnomalyRow
+from billing_assets.analytics.schemas import SessionRow, UsageAnomalyRow
+from billing_assets.analytics.sessions import sessions_of_day
 from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
@@ -72,4 +74,40 @@ def usage_anomalies(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.
                      "preview": markdown_preview((flagged if flagged.num_rows else last).select(
                          ["customer_id", "meter", "kind", "observed", "baseline", "revenue_at_risk_minor",
                           "explanation"]))}
+    return dg.MaterializeResult(metadata=metadata)
+
+
+SESSION_COLUMNS = ["object_key", "line_number", "event_id", "timestamp", "meter", "customer_id", "ip_prefix",
+                   "quantity", "unique_value", "properties"]
+
+
+@dg.asset(
+    deps=["usage_events", "meters"],
+    partitions_def=daily_usage_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="analytics",
+    automation_condition=follows_upstream(),
+    owners=["team:billing"],
+    kinds={"s3", "parquet"},
+    metadata=table_metadata("sessions", SessionRow),
+)
+def sessions(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.MaterializeResult:
+    """The day's sessions per customer: events that carry properties.session_id grouped by it,
+    the rest by IP prefix with a new session after 30 minutes of silence; each with its start,
+    end, duration, events and quantity per meter (aggregated as metering aggregates)."""
+    aggregation = read_reference(lake).meter_aggregation()
+    totals, last = {"sessions": 0, "given": 0, "events": 0}, None
+    for day in context.partition_keys:
+        with lake.local_partition("usage_events", day) as path:
+            events = pq.read_table(path, columns=SESSION_COLUMNS)
+        table = sessions_of_day(date.fromisoformat(day), events, aggregation)
+        lake.write_table("sessions", day, table)
+        totals["sessions"] += table.num_rows
+        totals["given"] += table.num_rows - (pc.sum(pc.starts_with(table.column("session_id"), "gap:")).as_py() or 0)
+        totals["events"] += events.num_rows
+        last = table
+    metadata = {"sessions": totals["sessions"], "sessions_with_given_id": totals["given"],
+                "events": totals["events"]}
+    if len(context.partition_keys) == 1:
+        metadata |= {"dagster/row_count": last.num_rows, "preview": markdown_preview(last)}
     return dg.MaterializeResult(metadata=metadata)

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing_assets.analytics.detect import FINDINGS
-from billing_assets.analytics.schemas import UsageAnomalyRow
+from billing_assets.analytics.schemas import SessionRow, UsageAnomalyRow
 from billing_assets.lib.checks import partition_check, pandera_asset_check
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import daily_usage_partitions
@@ -54,3 +54,20 @@ no_unexplained_usage_anomalies = partition_check(
     asset="usage_anomalies", name="no_unexplained_usage_anomalies",
     description="Warns when a meter stopped reporting, dropped, spiked or shifted level, unless suppressed.",
     partitions_def=daily_usage_partitions, evaluate=_findings, blocking=False)
+
+
+sessions_matches_contract = pandera_asset_check(
+    asset="sessions", table="sessions", model=SessionRow, partitions_def=daily_usage_partitions)
+
+
+def _every_event_in_one_session(lake: BillingLake, day: str) -> tuple[bool, dict]:
+    """Σ sessions' events against usage_events' row count, read from its Parquet footer."""
+    counted = pc.sum(lake.read_table("sessions", day).column("events")).as_py() or 0
+    accepted = lake.row_count("usage_events", day)
+    return counted == accepted, {"events_in_sessions": counted, "accepted_events": accepted}
+
+
+sessions_hold_every_event = partition_check(
+    asset="sessions", name="sessions_hold_every_event",
+    description="Every accepted event of the day is in exactly one session.",
+    partitions_def=daily_usage_partitions, evaluate=_every_event_in_one_session)

@@ -9,7 +9,7 @@ from pandera.typing import Series
 
 from billing_assets.analytics.detect import FINDINGS, KINDS
 from billing_assets.lib.currency import ISO_4217_CODES
-from billing_assets.usage.schemas import Int64, Quantity, Text
+from billing_assets.usage.schemas import Int64, Quantity, Text, UtcTimestamp
 
 Float = Annotated[pd.ArrowDtype, pyarrow.float64()]
 
@@ -42,3 +42,25 @@ class UsageAnomalyRow(pa.DataFrameModel):
     def risk_only_on_findings(cls, frame: pd.DataFrame) -> Series[bool]:
         finding = frame["kind"].isin(FINDINGS)
         return (finding & frame["baseline"].notna()) == frame["revenue_at_risk_minor"].notna()
+
+
+class SessionRow(pa.DataFrameModel):
+    """`sessions`: one row per customer × session of the day."""
+
+    day: Series[Annotated[pd.ArrowDtype, pyarrow.date32()]]
+    customer_id: Series[Text]
+    session_id: Series[Text] = pa.Field(str_length={"min_value": 1},
+                                        description="properties.session_id, or gap:<ip_prefix>:<n> (prefix - when none)")
+    started_at: Series[UtcTimestamp]
+    ended_at: Series[UtcTimestamp]
+    duration_seconds: Series[Int64] = pa.Field(ge=0, le=86_400)
+    events: Series[Int64] = pa.Field(ge=1)
+    quantities: Series[Text] = pa.Field(description="JSON: per meter, the session's quantity by the meter's aggregation")
+
+    class Config:
+        strict = True
+        unique = ["customer_id", "session_id"]
+
+    @pa.dataframe_check(error="a session ends at or after it starts")
+    def ordered(cls, frame: pd.DataFrame) -> Series[bool]:
+        return frame["ended_at"] >= frame["started_at"]

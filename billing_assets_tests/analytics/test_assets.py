@@ -56,6 +56,15 @@ def test_a_stopped_meter_warns_and_late_data_clears_it(put, s3, bucket):
         assert all(checks[(name, STOPPED.isoformat())].passed for name in (
             "usage_anomalies_matches_contract", "anomalies_cover_active_contracts"))
 
+        # sessions of the 1st: 30 hourly events by customer id, hours 0–23 then 0–5 again; an hour
+        # apart is past the 30-minute gap, so 24 sessions, the first six of two events each
+        first = DAYS[0].isoformat()
+        assert defs.resolve_job_def("analytics_job").execute_in_process(
+            partition_key=first, instance=instance, run_config=QUIET_LOGS).success
+        body = s3.get_object(Bucket=bucket, Key=f"warehouse/sessions/dt={first}/part-00000.parquet")["Body"].read()
+        found = {row["session_id"]: row["events"] for row in pq.read_table(io.BytesIO(body)).to_pylist()}
+        assert found == {f"gap:-:{n}": 2 if n <= 6 else 1 for n in range(1, 25)}
+
         put(_file(STOPPED, _egress(STOPPED, 30, prefix="late"), name="late.jsonl"))
         again = job.execute_in_process(partition_key=STOPPED.isoformat(), instance=instance, run_config=QUIET_LOGS)
         assert again.success
