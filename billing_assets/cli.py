@@ -266,6 +266,24 @@ def _show_anomalies(days: list[str], shown: int = 10) -> None:
         print(f"  … and {len(found) - shown} more in usage_anomalies")
 
 
+def _kpi_line(row: dict) -> str:
+    """One currency's KPIs of the month, in a line."""
+    from billing_assets.invoicing.render import money
+
+    currency = row["currency"]
+    if currency == "XXX":
+        return f"KPIs, no known customer: {row['quarantined_lines']} quarantined lines"
+
+    def pct(rate, scale=100):
+        return "n/a" if rate is None else f"{rate * scale:.2f} %"
+    return (f"KPIs {currency}: {row['invoices_issued']} issued, first time right {pct(row['first_time_right_rate'])}, "
+            f"credit notes {money(row['credit_note_minor'], currency)} "
+            f"({pct(row['credit_note_pct_of_billed'], 1)} of billed), "
+            f"recovered {money(row['adjustment_invoice_minor'], currency)}, {row['quarantined_lines']} lines "
+            f"quarantined worth {money(row['quarantined_billable_minor'] or 0, currency)}, "
+            f"duplicates {pct(row['duplicate_rate'])}")
+
+
 def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
     """Rate, invoice and reconcile the months the range touches, in one run; returns what failed."""
     from billing_assets.invoicing.render import money
@@ -293,6 +311,8 @@ def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
         found = breaks(reconciliation)
         print("  reconciliation: " + (f"all {reconciliation.num_rows} tie-outs hold" if not found
                                        else f"{len(found)} BREAKS: " + "; ".join(found[:3])))
+        for row in lake.read_table("billing_kpis", month).to_pylist():
+            print("  " + _kpi_line(row))
     return []
 
 

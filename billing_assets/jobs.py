@@ -28,8 +28,10 @@ daily_usage_job = dg.define_asset_job(
 )
 monthly_billing_job = dg.define_asset_job(
     "monthly_billing_job",
-    selection=dg.AssetSelection.groups("rating", "invoicing", "monitoring") - SLA_CHECKS,
-    description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage.",
+    selection=(dg.AssetSelection.groups("rating", "invoicing", "monitoring") | dg.AssetSelection.assets("billing_kpis"))
+    - SLA_CHECKS,
+    description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage; "
+                "then the month's billing KPIs.",
     tags=MAX_RUNTIME,
 )
 # customer-facing views, off the billing run's critical path: a statement is four small objects

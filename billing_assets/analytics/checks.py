@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing_assets.analytics.detect import FINDINGS
-from billing_assets.analytics.schemas import SessionRow, UsageAnomalyRow
+from billing_assets.analytics.schemas import BillingKpiRow, SessionRow, UsageAnomalyRow
 from billing_assets.lib.checks import partition_check, pandera_asset_check
 from billing_assets.lib.lake import BillingLake
-from billing_assets.partitions import daily_usage_partitions
+from billing_assets.partitions import daily_usage_partitions, monthly_billing_partitions
 from billing_assets.reference.assets import read_reference
 
 usage_anomalies_matches_contract = pandera_asset_check(
@@ -71,3 +71,6 @@ sessions_hold_every_event = partition_check(
     asset="sessions", name="sessions_hold_every_event",
     description="Every accepted event of the day is in exactly one session.",
     partitions_def=daily_usage_partitions, evaluate=_every_event_in_one_session)
+
+billing_kpis_matches_contract = pandera_asset_check(
+    asset="billing_kpis", table="billing_kpis", model=BillingKpiRow, partitions_def=monthly_billing_partitions)

@@ -64,3 +64,33 @@ class SessionRow(pa.DataFrameModel):
     @pa.dataframe_check(error="a session ends at or after it starts")
     def ordered(cls, frame: pd.DataFrame) -> Series[bool]:
         return frame["ended_at"] >= frame["started_at"]
+
+
+Rate = Annotated[pd.ArrowDtype, pyarrow.decimal128(9, 4)]
+
+
+class BillingKpiRow(pa.DataFrameModel):
+    """`billing_kpis`: one row per currency of the month (XXX: quarantined lines of no known customer)."""
+
+    month: Series[Text] = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES | {"XXX"}), unique=True)
+    invoices_issued: Series[Int64] = pa.Field(ge=0)
+    first_time_right_rate: Series[Rate] = pa.Field(nullable=True, ge=0, le=1,
+                                                   description="issued invoices with no correction since")
+    adjustment_rate: Series[Rate] = pa.Field(nullable=True, ge=0, le=1, description="issued invoices corrected since")
+    billed_minor: Series[Int64] = pa.Field(ge=0, description="Σ issued invoices")
+    credit_note_minor: Series[Int64] = pa.Field(ge=0)
+    credit_note_pct_of_billed: Series[Rate] = pa.Field(nullable=True, ge=0)
+    adjustment_invoice_minor: Series[Int64] = pa.Field(ge=0, description="under-billing recovered")
+    refunds_minor: Series[Int64] = pa.Field(ge=0)
+    quarantined_lines: Series[Int64] = pa.Field(ge=0)
+    quarantined_billable_minor: Series[Int64] = pa.Field(nullable=True, ge=0,
+                                                         description="known customers' quarantined usage at their plan")
+    quarantined_by_reason: Series[Text] = pa.Field(description="JSON: per reason, lines and billable_minor")
+    duplicate_rate: Series[Rate] = pa.Field(nullable=True, ge=0, le=1, description="duplicates / (accepted + duplicates)")
+    days_to_issue: Series[Rate] = pa.Field(nullable=True, description="month end to the invoices' issue")
+    sla_hits: Series[Int64] = pa.Field(ge=0, description="days metered by their deadline (the platform's)")
+    sla_misses: Series[Int64] = pa.Field(ge=0)
+
+    class Config:
+        strict = True

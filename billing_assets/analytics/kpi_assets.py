@@ -1,0 +1,108 @@
+"""`billing_kpis`, monthly: the month's billing-accuracy figures per currency, from the
+warehouse tables the chain wrote (analytics/kpis.py computes them)."""
+
+from collections import Counter
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from billing_assets.analytics.kpis import MonthFigures, billing_kpis
+from billing_assets.analytics.schemas import BillingKpiRow
+from billing_assets.insights.charges import contract_terms
+from billing_assets.lib.automation import follows_upstream
+from billing_assets.lib.checks import markdown_preview, table_metadata
+from billing_assets.lib.lake import BillingLake
+from billing_assets.partitions import monthly_billing_partitions
+from billing_assets.reference.assets import read_reference
+
+_RATE = pa.decimal128(9, 4)
+BILLING_KPIS_SCHEMA = pa.schema([
+    ("month", pa.string()), ("currency", pa.string()), ("invoices_issued", pa.int64()),
+    ("first_time_right_rate", _RATE), ("adjustment_rate", _RATE), ("billed_minor", pa.int64()),
+    ("credit_note_minor", pa.int64()), ("credit_note_pct_of_billed", _RATE), ("adjustment_invoice_minor", pa.int64()),
+    ("refunds_minor", pa.int64()), ("quarantined_lines", pa.int64()), ("quarantined_billable_minor", pa.int64()),
+    ("quarantined_by_reason", pa.string()), ("duplicate_rate", _RATE), ("days_to_issue", _RATE),
+    ("sla_hits", pa.int64()), ("sla_misses", pa.int64()),
+])
+
+
+def _month_rows(lake: BillingLake, table: str, month: str, columns: list[str]) -> list[dict]:
+    rows = []
+    for day in sorted(lake.days_present(table, month)):
+        with lake.local_partition(table, day) as path:
+            rows += pq.read_table(path, columns=columns).to_pylist()
+    return rows
+
+
+def _sla(lake: BillingLake, month: str) -> dict:
+    """Days metered by their deadline or not, and month end to the invoices' issue in days."""
+    hits = misses = 0
+    issued = None
+    for day, table in lake.read_month("sla_report", month).items():
+        lateness = pc.max(table.column("metered_lateness_seconds")).as_py()
+        hits, misses = hits + (lateness == 0), misses + bool(lateness)
+        issued = pc.min(table.column("invoices_issued_at")).as_py() or issued
+    year, number = map(int, month.split("-"))
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=timezone.utc)
+    days = None if issued is None else (
+        Decimal(int((issued - end).total_seconds())) / 86_400).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+    return {"hits": hits, "misses": misses, "days_to_issue": days}
+
+
+def month_figures(lake: BillingLake, month: str) -> MonthFigures:
+    reference = read_reference(lake)
+    accepted, duplicates = Counter(), Counter()
+    for row in _month_rows(lake, "metered_usage", month, ["customer_id", "event_count"]):
+        accepted[row["customer_id"]] += row["event_count"]
+    for row in _month_rows(lake, "duplicate_events", month, ["customer_id"]):
+        duplicates[row["customer_id"]] += 1
+    terms = {}
+    for contract in sorted(contract_terms(reference, month).values(), key=lambda t: t.first_day):
+        terms[contract.customer_id] = contract  # the last contract of the month stands
+    rated = {(row["contract_id"], row["meter"]): row["quantity"] for row in lake.read_table("rated_charges", month).to_pylist()
+             if row["line_type"] == "usage"}
+    return MonthFigures(
+        invoices=lake.read_table("invoices", month).to_pylist(),
+        adjustments=lake.read_table("invoice_adjustments", month).to_pylist(),
+        refunds=lake.read_table("refunds", month).to_pylist(),
+        quarantined=_month_rows(lake, "quarantined_events", month, ["customer_id", "meter", "quantity", "reason"]),
+        accepted=dict(accepted), duplicates=dict(duplicates),
+        currency_of=dict(zip(reference.customers["customer_id"], reference.customers["currency"])),
+        terms=terms, rated=rated, aggregation=reference.meter_aggregation())
+
+
+@dg.asset(
+    name="billing_kpis",
+    deps=["invoices", "invoice_adjustments", "refunds", "rated_charges",
+          dg.AssetDep("quarantined_events", partition_mapping=dg.TimeWindowPartitionMapping()),
+          dg.AssetDep("duplicate_events", partition_mapping=dg.TimeWindowPartitionMapping()),
+          dg.AssetDep("sla_report", partition_mapping=dg.TimeWindowPartitionMapping()),
+          "customers", "contracts", "plans", "meters"],
+    partitions_def=monthly_billing_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="analytics",
+    automation_condition=follows_upstream(),
+    owners=["team:billing", "team:finance"],
+    kinds={"s3", "parquet"},
+    metadata=table_metadata("billing_kpis", BillingKpiRow),
+)
+def billing_kpis_asset(context: dg.AssetExecutionContext, lake: BillingLake) -> dg.MaterializeResult:
+    """The month's billing accuracy per currency, as finance tracks it: invoices issued and the
+    share right the first time, credit notes as a share of billed, under-billing recovered by
+    adjustment invoices, refunds, quarantined lines and what they would have billed by reason,
+    the duplicate rate, days from month end to issue, and the metering SLA's hits and misses."""
+    last = None
+    for month in context.partition_keys:
+        rows = billing_kpis(month, month_figures(lake, month), _sla(lake, month))
+        last = pa.Table.from_pylist(rows, schema=BILLING_KPIS_SCHEMA)
+        lake.write_table("billing_kpis", month, last)
+    metadata = {}
+    if len(context.partition_keys) == 1:
+        metadata = {"dagster/row_count": last.num_rows, "preview": markdown_preview(
+            last.select(["currency", "invoices_issued", "first_time_right_rate", "credit_note_minor",
+                         "adjustment_invoice_minor", "quarantined_lines", "quarantined_billable_minor"]))}
+    return dg.MaterializeResult(metadata=metadata)
