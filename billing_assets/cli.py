@@ -268,14 +268,16 @@ def _show_anomalies(days: list[str], shown: int = 10) -> None:
 
 def _kpi_line(row: dict) -> str:
     """One currency's KPIs of the month, in a line."""
+    from decimal import ROUND_HALF_UP, Decimal
+
     from billing_assets.invoicing.render import money
 
     currency = row["currency"]
     if currency == "XXX":
         return f"KPIs, no known customer: {row['quarantined_lines']} quarantined lines"
 
-    def pct(rate, scale=100):
-        return "n/a" if rate is None else f"{rate * scale:.2f} %"
+    def pct(rate, scale=100):  # shown to 2 places, half-up, like every rounding here
+        return "n/a" if rate is None else f"{(rate * scale).quantize(Decimal('0.01'), ROUND_HALF_UP)} %"
     return (f"KPIs {currency}: {row['invoices_issued']} issued, first time right {pct(row['first_time_right_rate'])}, "
             f"credit notes {money(row['credit_note_minor'], currency)} "
             f"({pct(row['credit_note_pct_of_billed'], 1)} of billed), "
