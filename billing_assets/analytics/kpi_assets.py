@@ -30,11 +30,16 @@ BILLING_KPIS_SCHEMA = pa.schema([
 ])
 
 
-def _month_rows(lake: BillingLake, table: str, month: str, columns: list[str]) -> list[dict]:
+def _month_groups(lake: BillingLake, table: str, month: str, keys: list[str],
+                  aggregations: list[tuple[str, str]]) -> list[dict]:
+    """Each day's partition of ``table`` aggregated by ``keys`` in Arrow (a day of millions of
+    quarantined lines is never made into Python rows), one list of groups per day."""
     rows = []
     for day in sorted(lake.days_present(table, month)):
         with lake.local_partition(table, day) as path:
-            rows += pq.read_table(path, columns=columns).to_pylist()
+            columns = sorted({*keys, *(column for column, _ in aggregations if isinstance(column, str))})
+            rows += pq.read_table(path, columns=columns).group_by(keys, use_threads=False).aggregate(
+                aggregations).to_pylist()
     return rows
 
 
@@ -56,10 +61,10 @@ def _sla(lake: BillingLake, month: str) -> dict:
 def month_figures(lake: BillingLake, month: str) -> MonthFigures:
     reference = read_reference(lake)
     accepted, duplicates = Counter(), Counter()
-    for row in _month_rows(lake, "metered_usage", month, ["customer_id", "event_count"]):
-        accepted[row["customer_id"]] += row["event_count"]
-    for row in _month_rows(lake, "duplicate_events", month, ["customer_id"]):
-        duplicates[row["customer_id"]] += 1
+    for row in _month_groups(lake, "metered_usage", month, ["customer_id"], [("event_count", "sum")]):
+        accepted[row["customer_id"]] += row["event_count_sum"]
+    for row in _month_groups(lake, "duplicate_events", month, ["customer_id"], [([], "count_all")]):
+        duplicates[row["customer_id"]] += row["count_all"]
     terms = {}
     for contract in sorted(contract_terms(reference, month).values(), key=lambda t: t.first_day):
         terms[contract.customer_id] = contract  # the last contract of the month stands
@@ -69,7 +74,10 @@ def month_figures(lake: BillingLake, month: str) -> MonthFigures:
         invoices=lake.read_table("invoices", month).to_pylist(),
         adjustments=lake.read_table("invoice_adjustments", month).to_pylist(),
         refunds=lake.read_table("refunds", month).to_pylist(),
-        quarantined=_month_rows(lake, "quarantined_events", month, ["customer_id", "meter", "quantity", "reason"]),
+        quarantined=[{"customer_id": row["customer_id"], "meter": row["meter"], "reason": row["reason"],
+                      "lines": row["count_all"], "quantity": row["quantity_sum"]}
+                     for row in _month_groups(lake, "quarantined_events", month, ["customer_id", "meter", "reason"],
+                                              [([], "count_all"), ("quantity", "sum")])],
         accepted=dict(accepted), duplicates=dict(duplicates),
         currency_of=dict(zip(reference.customers["customer_id"], reference.customers["currency"])),
         terms=terms, rated=rated, aggregation=reference.meter_aggregation())

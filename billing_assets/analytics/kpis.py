@@ -34,7 +34,8 @@ class MonthFigures:
     invoices: Sequence[dict]  # invoices rows
     adjustments: Sequence[dict]  # invoice_adjustments rows
     refunds: Sequence[dict]  # refunds rows
-    quarantined: Sequence[dict]  # quarantined_events rows of the month's days: customer_id, meter, quantity, reason
+    # quarantined_events grouped by customer_id, meter and reason: lines, and Σ quantity (null if none)
+    quarantined: Sequence[dict]
     accepted: Mapping[str, int]  # accepted events per customer (Σ metered event_count)
     duplicates: Mapping[str, int]  # duplicate lines per customer
     currency_of: Mapping[str, str]  # customers.csv
@@ -43,10 +44,10 @@ class MonthFigures:
     aggregation: Mapping[str, str]
 
 
-def _line_quantity(row: dict, aggregation: Mapping[str, str]) -> Decimal:
-    """What a rejected line would have added: a count meter's line is one event."""
+def _lines_quantity(row: dict, aggregation: Mapping[str, str]) -> Decimal:
+    """What a group of rejected lines would have added: a count meter's line is one event."""
     if aggregation.get(row["meter"]) == "count":
-        return Decimal(1)
+        return Decimal(row["lines"])
     return row["quantity"] if row["quantity"] is not None else Decimal(0)
 
 
@@ -67,12 +68,12 @@ def quarantine_value(figures: MonthFigures) -> tuple[dict[str, dict[str, dict]],
     for row in figures.quarantined:
         customer = row["customer_id"]
         currency = figures.currency_of.get(customer, NO_CURRENCY) if customer else NO_CURRENCY
-        lines[currency][row["reason"]] += 1
+        lines[currency][row["reason"]] += row["lines"]
         summable = figures.aggregation.get(row["meter"]) in ("sum", "count")
         if currency != NO_CURRENCY and customer in figures.terms and summable:
             for key in ((currency, row["reason"]), (currency, None)):
                 by_meter = usage[key].setdefault(customer, {})
-                by_meter[row["meter"]] = by_meter.get(row["meter"], Decimal(0)) + _line_quantity(row, figures.aggregation)
+                by_meter[row["meter"]] = by_meter.get(row["meter"], Decimal(0)) + _lines_quantity(row, figures.aggregation)
 
     def value(key) -> int:
         return sum(_billable(figures.terms[customer], figures.rated, extra) for customer, extra in usage.get(key, {}).items())

@@ -19,9 +19,9 @@ def _invoice(customer, currency, total):
             "total_minor": total, "status": "issued"}
 
 
-def _quarantined(customer, meter, quantity, reason):
+def _quarantined(customer, meter, quantity, reason, lines=1):
     return {"customer_id": customer, "meter": meter, "quantity": None if quantity is None else Decimal(quantity),
-            "reason": reason}
+            "reason": reason, "lines": lines}
 
 
 FIGURES = MonthFigures(
@@ -31,7 +31,7 @@ FIGURES = MonthFigures(
         {"invoice_number": "INV-202601-initech", "currency": "EUR", "kind": "adjustment_invoice", "amount_minor": 500}],
     refunds=[{"currency": "USD", "amount_minor": 1_000}],
     quarantined=[
-        _quarantined("acme", "egress_gb", "10", "future_timestamp"),
+        _quarantined("acme", "egress_gb", "10", "future_timestamp", lines=2),  # 10 GB over two lines
         _quarantined("globex", "egress_gb", "5", "partition_mismatch"),
         _quarantined("globex", "api_requests", None, "partition_mismatch"),  # in the free tier
         _quarantined("initech", "egress_gb", "20", "invalid_timestamp"),
@@ -59,9 +59,9 @@ def test_a_month_in_two_currencies_and_no_currency():
     assert (usd["adjustment_invoice_minor"], usd["refunds_minor"]) == (0, 1_000)
     # acme: 10 GB × 0.08 = 0.80. globex (10 % off): 100 → 105 GB moves the subtotal 57.00 → 57.40
     # and the discount −5.70 → −5.74, so 0.36; its one API call is in the 100,000 free: 0
-    assert usd["quarantined_lines"] == 3 and usd["quarantined_billable_minor"] == 80 + 36
+    assert usd["quarantined_lines"] == 4 and usd["quarantined_billable_minor"] == 80 + 36
     assert json.loads(usd["quarantined_by_reason"]) == {
-        "future_timestamp": {"lines": 1, "billable_minor": 80}, "partition_mismatch": {"lines": 2, "billable_minor": 36}}
+        "future_timestamp": {"lines": 2, "billable_minor": 80}, "partition_mismatch": {"lines": 2, "billable_minor": 36}}
     assert usd["duplicate_rate"] == Decimal("0.0150")  # 3 of 200 lines
     # EUR: 1 issued and corrected; 5.00 recovered; 20 GB × 0.07 = 1.40 not billed; no duplicates
     assert (eur["first_time_right_rate"], eur["adjustment_invoice_minor"], eur["credit_note_pct_of_billed"]) == (
