@@ -4,7 +4,7 @@ import dagster as dg
 
 from billing_assets.analytics import assets as analytics_assets
 from billing_assets.analytics import checks as analytics_checks
-from billing_assets.analytics import kpi_assets
+from billing_assets.analytics import kpi_assets, remediation_assets
 from billing_assets.insights import assets as insights_assets
 from billing_assets.insights import checks as insights_checks
 from billing_assets.invoicing import assets as invoicing_assets
@@ -42,7 +42,7 @@ billing_automation_sensor = dg.AutomationConditionSensorDefinition(
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([reference_assets, usage_assets, metering_assets, rating_assets,
                                         invoicing_assets, monitoring_assets, insights_assets, analytics_assets,
-                                        kpi_assets]),
+                                        kpi_assets, remediation_assets]),
     asset_checks=dg.load_asset_checks_from_modules([usage_checks, metering_checks, rating_checks,
                                                     invoicing_checks, monitoring_checks, insights_checks,
                                                     analytics_checks]),

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing_assets.analytics.detect import FINDINGS
-from billing_assets.analytics.schemas import BillingKpiRow, SessionRow, UsageAnomalyRow
+from billing_assets.analytics.schemas import BillingKpiRow, RemediationImpactRow, SessionRow, UsageAnomalyRow
 from billing_assets.lib.checks import partition_check, pandera_asset_check
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import daily_usage_partitions, monthly_billing_partitions
@@ -74,3 +74,30 @@ sessions_hold_every_event = partition_check(
 
 billing_kpis_matches_contract = pandera_asset_check(
     asset="billing_kpis", table="billing_kpis", model=BillingKpiRow, partitions_def=monthly_billing_partitions)
+
+remediation_impact_matches_contract = pandera_asset_check(
+    asset="remediation_impact", table="remediation_impact", model=RemediationImpactRow,
+    partitions_def=monthly_billing_partitions)
+
+
+def _delta_ties(lake: BillingLake, month: str) -> tuple[bool, dict]:
+    """A remediation of every meter: its re-rating delta, summed from the correction documents'
+    lines, against invoice_adjustments' amounts of its customers (a table it did not write)."""
+    impact = lake.read_table("remediation_impact", month)
+    whole = impact.filter(pc.and_(pc.is_null(impact.column("meter")), pc.is_valid(impact.column("rerating_delta_minor"))))
+    if not whole.num_rows:
+        return True, {"rows_tied": 0}
+    adjustments = lake.read_table("invoice_adjustments", month).to_pylist()
+    breaks = []
+    for row in whole.to_pylist():
+        expected = sum(adjustment["amount_minor"] for adjustment in adjustments if adjustment["currency"] == row["currency"]
+                       and row["customer_id"] in (None, adjustment["customer_id"]))
+        if expected != row["rerating_delta_minor"]:
+            breaks.append(f"{row['remediation_id']} {row['currency']}: {row['rerating_delta_minor']} vs {expected}")
+    return not breaks, {"rows_tied": whole.num_rows, "breaks": "; ".join(breaks) or "none"}
+
+
+remediation_delta_ties_to_adjustments = partition_check(
+    asset="remediation_impact", name="remediation_delta_ties_to_adjustments",
+    description="A remediation's re-rating delta (every meter) equals its customers' corrections in invoice_adjustments.",
+    partitions_def=monthly_billing_partitions, evaluate=_delta_ties)

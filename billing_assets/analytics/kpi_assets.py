@@ -8,7 +8,6 @@ from decimal import ROUND_HALF_UP, Decimal
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from billing_assets.analytics.kpis import MonthFigures, billing_kpis
 from billing_assets.analytics.schemas import BillingKpiRow
@@ -16,6 +15,7 @@ from billing_assets.insights.charges import contract_terms
 from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
+from billing_assets.metering.outcomes import line_outcomes, of_outcome
 from billing_assets.partitions import monthly_billing_partitions
 from billing_assets.reference.assets import read_reference
 
@@ -28,19 +28,6 @@ BILLING_KPIS_SCHEMA = pa.schema([
     ("quarantined_by_reason", pa.string()), ("duplicate_rate", _RATE), ("days_to_issue", _RATE),
     ("sla_hits", pa.int64()), ("sla_misses", pa.int64()),
 ])
-
-
-def _month_groups(lake: BillingLake, table: str, month: str, keys: list[str],
-                  aggregations: list[tuple[str, str]]) -> list[dict]:
-    """Each day's partition of ``table`` aggregated by ``keys`` in Arrow (a day of millions of
-    quarantined lines is never made into Python rows), one list of groups per day."""
-    rows = []
-    for day in sorted(lake.days_present(table, month)):
-        with lake.local_partition(table, day) as path:
-            columns = sorted({*keys, *(column for column, _ in aggregations if isinstance(column, str))})
-            rows += pq.read_table(path, columns=columns).group_by(keys, use_threads=False).aggregate(
-                aggregations).to_pylist()
-    return rows
 
 
 def _sla(lake: BillingLake, month: str) -> dict:
@@ -58,26 +45,27 @@ def _sla(lake: BillingLake, month: str) -> dict:
     return {"hits": hits, "misses": misses, "days_to_issue": days}
 
 
-def month_figures(lake: BillingLake, month: str) -> MonthFigures:
+def month_figures(lake: BillingLake, month: str, outcomes: pa.Table | None = None) -> MonthFigures:
+    """``outcomes``: the month's line outcomes (metering/outcomes.py) when the caller has them."""
     reference = read_reference(lake)
+    outcomes = line_outcomes(lake, month) if outcomes is None else outcomes
     accepted, duplicates = Counter(), Counter()
-    for row in _month_groups(lake, "metered_usage", month, ["customer_id"], [("event_count", "sum")]):
-        accepted[row["customer_id"]] += row["event_count_sum"]
-    for row in _month_groups(lake, "duplicate_events", month, ["customer_id"], [([], "count_all")]):
-        duplicates[row["customer_id"]] += row["count_all"]
+    for outcome, counter in (("accepted", accepted), ("duplicate", duplicates)):
+        for row in of_outcome(outcomes, outcome).group_by(["customer_id"]).aggregate([("lines", "sum")]).to_pylist():
+            counter[row["customer_id"]] += row["lines_sum"]
     terms = {}
     for contract in sorted(contract_terms(reference, month).values(), key=lambda t: t.first_day):
         terms[contract.customer_id] = contract  # the last contract of the month stands
     rated = {(row["contract_id"], row["meter"]): row["quantity"] for row in lake.read_table("rated_charges", month).to_pylist()
              if row["line_type"] == "usage"}
+    quarantined = of_outcome(outcomes, "quarantined").group_by(["customer_id", "meter", "reason"], use_threads=False)
     return MonthFigures(
         invoices=lake.read_table("invoices", month).to_pylist(),
         adjustments=lake.read_table("invoice_adjustments", month).to_pylist(),
         refunds=lake.read_table("refunds", month).to_pylist(),
         quarantined=[{"customer_id": row["customer_id"], "meter": row["meter"], "reason": row["reason"],
-                      "lines": row["count_all"], "quantity": row["quantity_sum"]}
-                     for row in _month_groups(lake, "quarantined_events", month, ["customer_id", "meter", "reason"],
-                                              [([], "count_all"), ("quantity", "sum")])],
+                      "lines": row["lines_sum"], "quantity": row["quantity_sum"]}
+                     for row in quarantined.aggregate([("lines", "sum"), ("quantity", "sum")]).to_pylist()],
         accepted=dict(accepted), duplicates=dict(duplicates),
         currency_of=dict(zip(reference.customers["customer_id"], reference.customers["currency"])),
         terms=terms, rated=rated, aggregation=reference.meter_aggregation())

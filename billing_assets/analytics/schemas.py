@@ -94,3 +94,51 @@ class BillingKpiRow(pa.DataFrameModel):
 
     class Config:
         strict = True
+
+
+Count = Annotated[pd.ArrowDtype, pyarrow.int64()]
+
+
+class RemediationImpactRow(pa.DataFrameModel):
+    """`remediation_impact`: one row per remediation × currency of the month (XXX: lines of no known
+    customer). "before": when the month was first issued; "after": now."""
+
+    month: Series[Text] = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    remediation_id: Series[Text]
+    currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES | {"XXX"}))
+    description: Series[Text] = pa.Field(str_length={"min_value": 1})
+    customer_id: Series[Text] = pa.Field(nullable=True)
+    meter: Series[Text] = pa.Field(nullable=True)
+    start_date: Series[Annotated[pd.ArrowDtype, pyarrow.date32()]]
+    status: Series[Text] = pa.Field(isin=["measured", "month_not_issued", "no_record_at_issue"])
+    accepted_events_before: Series[Count] = pa.Field(nullable=True, ge=0)
+    accepted_events_after: Series[Count] = pa.Field(ge=0)
+    duplicate_lines_before: Series[Count] = pa.Field(nullable=True, ge=0)
+    duplicate_lines_after: Series[Count] = pa.Field(ge=0)
+    quarantined_lines_before: Series[Count] = pa.Field(nullable=True, ge=0)
+    quarantined_lines_after: Series[Count] = pa.Field(ge=0)
+    quarantined_by_reason_before: Series[Text] = pa.Field(nullable=True, description="JSON: reason → lines")
+    quarantined_by_reason_after: Series[Text] = pa.Field(description="JSON: reason → lines")
+    released_lines: Series[Count] = pa.Field(nullable=True, ge=0,
+                                             description="quarantined at issue and not now, per reason summed")
+    released_by_reason: Series[Text] = pa.Field(nullable=True)
+    invoices_in_scope: Series[Count] = pa.Field(nullable=True, ge=0)
+    invoices_corrected: Series[Count] = pa.Field(nullable=True, ge=0)
+    billed_before_minor: Series[Int64] = pa.Field(nullable=True, description="in-scope lines of the issued invoices")
+    billed_after_minor: Series[Int64] = pa.Field(nullable=True)
+    rerating_delta_minor: Series[Int64] = pa.Field(nullable=True, description="in-scope lines of the corrections since")
+    credit_note_minor: Series[Int64] = pa.Field(nullable=True, ge=0)
+    adjustment_invoice_minor: Series[Int64] = pa.Field(nullable=True, ge=0)
+    corrections: Series[Text] = pa.Field(description="JSON: the document numbers of the corrections counted")
+    explanation: Series[Text] = pa.Field(str_length={"min_value": 1})
+
+    class Config:
+        strict = True
+        unique = ["remediation_id", "currency"]
+
+    @pa.dataframe_check(error="after = before + the re-rating delta = before + recovered − credited")
+    def delta_adds_up(cls, frame: pd.DataFrame) -> Series[bool]:
+        measured = frame["billed_before_minor"].notna()
+        after = frame["billed_before_minor"] + frame["rerating_delta_minor"]
+        split = frame["adjustment_invoice_minor"] - frame["credit_note_minor"]
+        return ~measured | ((frame["billed_after_minor"] == after) & (frame["rerating_delta_minor"] == split))

@@ -13,7 +13,8 @@ from billing_assets.invoicing.render import document_html
 from billing_assets.invoicing.schemas import InvoiceAdjustmentRow, InvoiceLineRow, InvoiceRow, RefundRow
 from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
-from billing_assets.lib.lake import BillingLake, StoredObject
+from billing_assets.lib.lake import BillingLake, StoredObject, parquet_bytes
+from billing_assets.metering.outcomes import line_outcomes
 from billing_assets.partitions import monthly_billing_partitions
 from billing_assets.reference.assets import read_reference
 
@@ -98,6 +99,20 @@ def _owing_nothing_now(lake: BillingLake, month: str, invoiced: set[str], stored
     return ghosts
 
 
+OUTCOMES_AT_ISSUE = "line_outcomes_at_issue"
+
+
+def record_outcomes_at_issue(lake: BillingLake, month: str, stored: list[str]) -> bool:
+    """When a month is issued for the first time, what became of its lines then (accepted,
+    duplicate, quarantined by reason, per day × customer × meter), written once beside the
+    write-once invoices: the "before" of every later correction and remediation. A month first
+    issued before this record existed has none (its remediations are measured as unknown)."""
+    if any(_is_issued_invoice(key) for key in stored):
+        return False
+    return lake.put_once(lake.partition_key(OUTCOMES_AT_ISSUE, month), parquet_bytes(line_outcomes(lake, month)),
+                         "application/vnd.apache.parquet")
+
+
 # asset-level health in the UI (issued by 06:00 on the 2nd with the default grace); the per-month
 # SLA, which follows BILLING_GRACE_HOURS, is the invoices_issued_on_time check
 ISSUED_BY = dg.FreshnessPolicy.cron(deadline_cron="0 6 2 * *", lower_bound_delta=timedelta(hours=30))
@@ -139,6 +154,8 @@ def invoicing(context: dg.AssetExecutionContext, lake: BillingLake, billing_poli
         if issuing:
             stored = [item.key for item in lake.list_objects(f"documents/{month}/")]
             invoices += _owing_nothing_now(lake, month, {invoice.customer_id for invoice in invoices}, stored)
+            if record_outcomes_at_issue(lake, month, stored):
+                context.log.info(f"{month}: first issue; what became of its lines recorded in {OUTCOMES_AT_ISSUE}")
         lines, heads, adjustments = [], [], []
         issued = _issue_all(lake, invoices, stored) if issuing else [(invoice.document(), [], None) for invoice in invoices]
         for document, corrections, new in issued:

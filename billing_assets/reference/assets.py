@@ -9,6 +9,7 @@ import pyarrow as pa
 from billing_assets.lib.checks import markdown_preview
 from billing_assets.lib.lake import BillingLake
 from billing_assets.reference.alerts import AlertsConfig, load_alerts
+from billing_assets.reference.remediations import Remediation, load_remediations
 from billing_assets.reference.suppressions import Suppression, load_suppressions
 from billing_assets.reference.loading import (
     CONTRACTS_KEY,
@@ -53,6 +54,12 @@ def read_suppressions(lake: BillingLake, reference: ReferenceData) -> tuple[Supp
         return load_suppressions(lake.get_bytes_or_none, reference)
 
 
+def read_remediations(lake: BillingLake, reference: ReferenceData) -> tuple[Remediation, ...]:
+    """The optional remediations.csv, failing the step with file, line and problem when broken."""
+    with _loudly():
+        return load_remediations(lake.get_bytes_or_none, reference)
+
+
 @contextlib.contextmanager
 def _loudly():
     try:
@@ -91,6 +98,7 @@ def reference_data(context: dg.AssetExecutionContext, lake: BillingLake):
     config = read_alerts(lake, reference)
     context.log.info(f"reference/alerts.yaml: {len(config.alerts)} alerts, {len(config.limits)} limits, valid")
     context.log.info(f"reference/anomaly_suppressions.csv: {len(read_suppressions(lake, reference))} rows, valid")
+    context.log.info(f"reference/remediations.csv: {len(read_remediations(lake, reference))} rows, valid")
     for name, frame in _frames(reference).items():
         key = REFERENCE_FILES[name][0]
         context.log.info(f"{key}: {len(frame)} rows, valid")

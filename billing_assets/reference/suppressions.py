@@ -30,13 +30,14 @@ class Suppression:
                 and self.first_day <= day <= self.last_day)
 
 
-def _day(value: str, name: str, line: str) -> date:
+def reference_day(key: str, value: str, name: str, line: str) -> date:
+    """A YYYY-MM-DD cell of a reference CSV, or a loud error naming the file, line and column."""
     try:
         if DATE.fullmatch(value):
             return date.fromisoformat(value)
     except ValueError:
         pass
-    raise ReferenceDataError(SUPPRESSIONS_KEY, line, f"{name} must be a YYYY-MM-DD date, got {value!r}")
+    raise ReferenceDataError(key, line, f"{name} must be a YYYY-MM-DD date, got {value!r}")
 
 
 def load_suppressions(read: Callable[[str], bytes | None], reference: ReferenceData) -> tuple[Suppression, ...]:
@@ -56,7 +57,7 @@ def load_suppressions(read: Callable[[str], bytes | None], reference: ReferenceD
                                                              "reference/customers.csv")
         if row["meter"] and row["meter"] not in meters:
             raise ReferenceDataError(SUPPRESSIONS_KEY, line, f"meter {row['meter']!r} is not in reference/meters.yaml")
-        first, last = _day(row["from"], "from", line), _day(row["to"], "to", line)
+        first, last = (reference_day(SUPPRESSIONS_KEY, row[name], name, line) for name in ("from", "to"))
         if first > last:
             raise ReferenceDataError(SUPPRESSIONS_KEY, line, f"from {first} is after to {last}")
         if not row["why"].strip():
