@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -283,7 +284,10 @@ def _kpi_line(row: dict) -> str:
             f"({pct(row['credit_note_pct_of_billed'], 1)} of billed), "
             f"recovered {money(row['adjustment_invoice_minor'], currency)}, {row['quarantined_lines']} lines "
             f"quarantined worth {money(row['quarantined_billable_minor'] or 0, currency)}, "
-            f"duplicates {pct(row['duplicate_rate'])}")
+            f"duplicates {pct(row['duplicate_rate'])}"
+            + (f", {row['contracts_onboarded']} onboarded: first right invoice after "
+               f"{row['onboarding_to_first_right_days'] or 'n/a'} days on average, "
+               f"{row['onboardings_awaiting_right_invoice']} still waiting" if row["contracts_onboarded"] else ""))
 
 
 def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
@@ -340,32 +344,72 @@ def _default_home() -> None:
         pass  # creates the home and its dagster.yaml
 
 
-def seed_demo(include_late: bool) -> None:
+def seed_demo(include_late: bool, remediated: bool = False) -> None:
     from billing_assets.demo.embedded_s3 import land
-    from billing_assets.demo.synthetic import demo_late_objects, demo_month_objects, reference_objects
+    from billing_assets.demo.synthetic import (
+        demo_late_objects,
+        demo_month_objects,
+        demo_remediation_objects,
+        reference_objects,
+    )
 
-    land(reference_objects() | demo_month_objects() | (demo_late_objects() if include_late else {}))
+    land(reference_objects() | demo_month_objects() | (demo_late_objects() if include_late else {})
+         | (demo_remediation_objects() if remediated else {}))
+
+
+def _remediated_before() -> bool:
+    """A demo bucket kept from an earlier `make demo` holds the back-dated contract: seeding the
+    original one again would undo it (and issue a credit note for what the remediation billed)."""
+    from billing_assets.reference.remediations import REMEDIATIONS_KEY
+    from billing_assets.resources import billing_lake
+
+    with contextlib.suppress(Exception):  # no bucket yet: nothing was remediated
+        return billing_lake().get_bytes_or_none(REMEDIATIONS_KEY) is not None
+    return False
+
+
+def _show_remediations(month: str) -> None:
+    from billing_assets.resources import billing_lake
+
+    print(f"\nRemediation impact, {month} (warehouse/remediation_impact/):")
+    for row in billing_lake().read_table("remediation_impact", month).to_pylist():
+        print(f"  {row['explanation']}")
 
 
 def demo() -> int:
-    from billing_assets.demo.synthetic import DEMO_LATE_DAY, DEMO_MONTH, demo_late_objects
+    from billing_assets.demo.synthetic import (
+        DEMO_CONTRACTS,
+        DEMO_LATE_DAY,
+        DEMO_MONTH,
+        DEMO_REMEDIATION,
+        demo_late_objects,
+    )
 
     _default_home()
     started = _use_embedded_s3(Path(".demo"))
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     print(f"S3 endpoint {endpoint}" + (" (embedded, started now)" if started else ""))
-    seed_demo(include_late=False)
+    remediated = _remediated_before()
+    seed_demo(include_late=False, remediated=remediated)
     month_end = DEMO_MONTH.replace(day=31)
     month = run(DEMO_MONTH, month_end)
     late_key = next(iter(demo_late_objects()))
     print(f"\nA late file lands for {DEMO_LATE_DAY}: {late_key}; the day is ingested again, all of its objects.")
-    seed_demo(include_late=True)
+    seed_demo(include_late=True, remediated=remediated)
     late = run(DEMO_LATE_DAY, DEMO_LATE_DAY)
     before = month.per_day.get(DEMO_LATE_DAY.isoformat(), {})
     after = late.per_day.get(DEMO_LATE_DAY.isoformat(), {})
     print(f"{DEMO_LATE_DAY}: accepted {before.get('accepted')} → {after.get('accepted')}, "
           f"lines read {before.get('lines_read')} → {after.get('lines_read')}")
-    status = month.status or late.status
+    remediation_id, description, first_day, *_ = DEMO_REMEDIATION
+    covered = date.fromisoformat(next(row[3] for row in DEMO_CONTRACTS if row[1] == "stark"))
+    print(f"\nRemediation {remediation_id}: {description} (reference/contracts.csv, reference/remediations.csv); "
+          f"the days it now covers are run again.")
+    seed_demo(include_late=True, remediated=True)
+    fixed = run(date.fromisoformat(first_day), covered - timedelta(days=1))
+    status = month.status or late.status or fixed.status
+    if not status:
+        _show_remediations(DEMO_MONTH.strftime("%Y-%m"))
     if not status:
         print()
         status = statements([DEMO_MONTH.strftime("%Y-%m")])

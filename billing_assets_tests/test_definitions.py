@@ -7,7 +7,8 @@ from billing_assets.definitions import defs
 TABLES = ("usage_events", "quarantined_events", "duplicate_events", "metered_usage", "sla_report", "usage_alerts",
           "usage_anomalies", "sessions")  # daily
 SLA_CHECKS = {"metered_by_deadline", "invoices_issued_on_time"}  # judged on a clock, never blocking
-MONTHLY = ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments", "refunds", "usage_statements", "billing_kpis")
+MONTHLY = ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments", "refunds", "usage_statements", "billing_kpis",
+           "remediation_impact")
 
 
 def test_definitions_load():

@@ -2,14 +2,14 @@
 warehouse tables the chain wrote (analytics/kpis.py computes them)."""
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from billing_assets.analytics.kpis import MonthFigures, billing_kpis
+from billing_assets.analytics.kpis import MonthFigures, Onboarding, billing_kpis
 from billing_assets.analytics.schemas import BillingKpiRow
 from billing_assets.insights.charges import contract_terms
 from billing_assets.lib.automation import follows_upstream
@@ -26,7 +26,8 @@ BILLING_KPIS_SCHEMA = pa.schema([
     ("credit_note_minor", pa.int64()), ("credit_note_pct_of_billed", _RATE), ("adjustment_invoice_minor", pa.int64()),
     ("refunds_minor", pa.int64()), ("quarantined_lines", pa.int64()), ("quarantined_billable_minor", pa.int64()),
     ("quarantined_by_reason", pa.string()), ("duplicate_rate", _RATE), ("days_to_issue", _RATE),
-    ("sla_hits", pa.int64()), ("sla_misses", pa.int64()),
+    ("sla_hits", pa.int64()), ("sla_misses", pa.int64()), ("contracts_onboarded", pa.int64()),
+    ("onboarding_to_first_right_days", _RATE), ("onboardings_awaiting_right_invoice", pa.int64()),
 ])
 
 
@@ -71,6 +72,32 @@ def month_figures(lake: BillingLake, month: str, outcomes: pa.Table | None = Non
         terms=terms, rated=rated, aggregation=reference.meter_aggregation())
 
 
+def month_onboardings(lake: BillingLake, month: str) -> list[Onboarding]:
+    """The contracts that started in ``month``, each with its customer's issued invoices of that
+    month and every later one: when each was issued (its write-once JSON's time) and whether a
+    credit note or adjustment invoice followed it."""
+    reference = read_reference(lake)
+    currency_of = dict(zip(reference.customers["customer_id"], reference.customers["currency"]))
+    started = [row for row in reference.contracts.to_dict("records") if row["start_date"][:7] == month]
+    if not started:
+        return []
+    months = sorted(folder.split("/")[1] for folder in lake.list_folders("documents/")[0]
+                    if folder.split("/")[1] >= month)
+    onboardings = []
+    for contract in sorted(started, key=lambda row: row["contract_id"]):
+        invoices = []
+        for document_month in months:
+            stored = list(lake.list_objects(f"documents/{document_month}/{contract['customer_id']}/"))
+            names = {item.key.rsplit("/", 1)[1]: item for item in stored}
+            issued = names.get(f"INV-{document_month.replace('-', '')}-{contract['customer_id']}.json")
+            if issued is not None:
+                invoices.append((issued.last_modified, any(name.startswith(("CN-", "ADJ-")) and name.endswith(".json")
+                                                           for name in names)))
+        onboardings.append(Onboarding(contract["customer_id"], currency_of[contract["customer_id"]],
+                                      date.fromisoformat(contract["start_date"]), invoices))
+    return onboardings
+
+
 @dg.asset(
     name="billing_kpis",
     deps=["invoices", "invoice_adjustments", "refunds", "rated_charges",
@@ -93,7 +120,7 @@ def billing_kpis_asset(context: dg.AssetExecutionContext, lake: BillingLake) -> 
     the duplicate rate, days from month end to issue, and the metering SLA's hits and misses."""
     last = None
     for month in context.partition_keys:
-        rows = billing_kpis(month, month_figures(lake, month), _sla(lake, month))
+        rows = billing_kpis(month, month_figures(lake, month), _sla(lake, month), month_onboardings(lake, month))
         last = pa.Table.from_pylist(rows, schema=BILLING_KPIS_SCHEMA)
         lake.write_table("billing_kpis", month, last)
     metadata = {}

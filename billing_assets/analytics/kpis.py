@@ -11,6 +11,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from billing_assets.insights.charges import ContractTerms
@@ -87,12 +88,45 @@ def quarantine_value(figures: MonthFigures) -> tuple[dict[str, dict[str, dict]],
     return result, {currency: value((currency, None)) for currency in result if currency != NO_CURRENCY}
 
 
-def billing_kpis(month: str, figures: MonthFigures, sla: Mapping[str, object]) -> list[dict]:
+@dataclass(frozen=True)
+class Onboarding:
+    """A contract that started in the month, and its customer's issued invoices from that month on."""
+
+    customer_id: str
+    currency: str
+    start_date: date
+    invoices: Sequence[tuple[datetime, bool]]  # (issued at, corrected since), month by month
+
+
+def onboarding_days(onboardings: Sequence[Onboarding]) -> dict[str, dict]:
+    """Per currency: contracts onboarded, the mean days from a contract's start to the issue of its
+    customer's first invoice that no correction followed (to 4 places, half-up; None before any
+    has one), and how many are still waiting for such an invoice."""
+    result: dict[str, dict] = {}
+    for contract in onboardings:
+        figures = result.setdefault(contract.currency, {"onboarded": 0, "seconds": [], "waiting": 0})
+        figures["onboarded"] += 1
+        right = next((issued for issued, corrected in contract.invoices if not corrected), None)
+        if right is None:
+            figures["waiting"] += 1
+        else:
+            start = datetime.combine(contract.start_date, time.min, tzinfo=timezone.utc)
+            figures["seconds"].append(max(0, int((right - start).total_seconds())))
+    return {currency: {"onboarded": figures["onboarded"], "waiting": figures["waiting"],
+                       "days": None if not figures["seconds"] else (
+                           Decimal(sum(figures["seconds"])) / (86_400 * len(figures["seconds"]))).quantize(
+                           _PLACES, rounding=ROUND_HALF_UP)}
+            for currency, figures in result.items()}
+
+
+def billing_kpis(month: str, figures: MonthFigures, sla: Mapping[str, object],
+                 onboardings: Sequence[Onboarding] = ()) -> list[dict]:
     """The month's rows, by currency. ``sla``: ``hits`` and ``misses`` (days metered by their
     deadline or not) and ``days_to_issue`` (month end to the invoices' issue, or None): the
-    platform's, the same on every row."""
+    platform's, the same on every row. ``onboardings``: the contracts that started in the month."""
     quarantine, quarantine_total = quarantine_value(figures)
-    currencies = sorted({row["currency"] for row in figures.invoices} | set(quarantine))
+    onboarded = onboarding_days(onboardings)
+    currencies = sorted({row["currency"] for row in figures.invoices} | set(quarantine) | set(onboarded))
     rows = []
     for currency in currencies:
         issued = [row for row in figures.invoices if row["currency"] == currency and row["status"] == "issued"]
@@ -107,6 +141,7 @@ def billing_kpis(month: str, figures: MonthFigures, sla: Mapping[str, object]) -
         duplicates = sum(count for customer, count in figures.duplicates.items() if customer in customers)
         reasons = quarantine.get(currency, {})
         right = sum(1 for row in issued if row["invoice_number"] not in corrected)
+        onboarding = onboarded.get(currency, {"onboarded": 0, "waiting": 0, "days": None})
         rows.append({
             "month": month, "currency": currency, "invoices_issued": len(issued),
             "first_time_right_rate": ratio(right, len(issued)),
@@ -119,5 +154,7 @@ def billing_kpis(month: str, figures: MonthFigures, sla: Mapping[str, object]) -
             "quarantined_by_reason": json.dumps(reasons, sort_keys=True),
             "duplicate_rate": ratio(duplicates, accepted + duplicates) if currency != NO_CURRENCY else None,
             "days_to_issue": sla["days_to_issue"], "sla_hits": sla["hits"], "sla_misses": sla["misses"],
+            "contracts_onboarded": onboarding["onboarded"], "onboarding_to_first_right_days": onboarding["days"],
+            "onboardings_awaiting_right_invoice": onboarding["waiting"],
         })
     return rows

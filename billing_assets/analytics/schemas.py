@@ -91,6 +91,11 @@ class BillingKpiRow(pa.DataFrameModel):
     days_to_issue: Series[Rate] = pa.Field(nullable=True, description="month end to the invoices' issue")
     sla_hits: Series[Int64] = pa.Field(ge=0, description="days metered by their deadline (the platform's)")
     sla_misses: Series[Int64] = pa.Field(ge=0)
+    contracts_onboarded: Series[Int64] = pa.Field(ge=0, description="contracts that started in the month")
+    onboarding_to_first_right_days: Series[Rate] = pa.Field(
+        nullable=True, ge=0, description="mean days from a contract's start to its customer's first invoice no "
+                                         "correction followed")
+    onboardings_awaiting_right_invoice: Series[Int64] = pa.Field(ge=0)
 
     class Config:
         strict = True

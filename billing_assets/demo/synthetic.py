@@ -117,6 +117,21 @@ def reference_objects(customers=DEMO_CUSTOMERS, contracts=DEMO_CONTRACTS, alloca
     }
 
 
+# billing operations agrees with stark to bill its usage from the first of the month, not from
+# the contract's start on the 10th: the contract is back-dated and the fix recorded for its impact
+DEMO_REMEDIATION = ("R-1", "stark's contract back-dated to the 1st as agreed with the customer", "2026-10-01",
+                    "stark", "")
+
+
+def demo_remediation_objects() -> dict[str, bytes]:
+    """The reference files after the remediation: ct-stark-1 from the 1st, and remediations.csv."""
+    contracts = [(contract, customer, plan, DEMO_REMEDIATION[2] if contract == "ct-stark-1" else start, end, discount)
+                 for contract, customer, plan, start, end, discount in DEMO_CONTRACTS]
+    return {"reference/contracts.csv": reference_objects(contracts=contracts)["reference/contracts.csv"],
+            "reference/remediations.csv": _csv("remediation_id,description,start_date,customer_id,meter",
+                                               [DEMO_REMEDIATION])}
+
+
 def _stamp(moment: datetime, rng: random.Random) -> str:
     """RFC 3339, mostly Z, sometimes with an offset, sometimes with a fraction."""
     style = rng.random()

@@ -72,3 +72,26 @@ def test_a_month_in_two_currencies_and_no_currency():
     assert none["first_time_right_rate"] is None and none["billed_minor"] == 0
     assert all((row["sla_hits"], row["sla_misses"], row["days_to_issue"]) == (30, 1, Decimal("1.25"))
                for row in rows.values())
+
+
+def test_onboarding_to_the_first_invoice_no_correction_followed():
+    from datetime import date, datetime, timezone
+
+    from billing_assets.analytics.kpis import Onboarding
+
+    def at(text):
+        return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+    onboardings = [
+        # January's invoice was corrected, February's (issued 2 March, 00:00) was not: 10 Jan → 2 Mar = 51 days
+        Onboarding("acme", "USD", date(2026, 1, 10), [(at("2026-02-02T06:00:00"), True), (at("2026-03-02T00:00:00"), False)]),
+        # right the first time, issued at noon on 2 February: 13.5 days after 20 January
+        Onboarding("globex", "USD", date(2026, 1, 20), [(at("2026-02-02T12:00:00"), False)]),
+        Onboarding("initech", "EUR", date(2026, 1, 15), [(at("2026-02-02T00:00:00"), True)]),  # still waiting
+    ]
+    rows = {row["currency"]: row for row in billing_kpis(MONTH, FIGURES, SLA, onboardings)}
+    assert (rows["USD"]["contracts_onboarded"], rows["USD"]["onboarding_to_first_right_days"],
+            rows["USD"]["onboardings_awaiting_right_invoice"]) == (2, Decimal("32.2500"), 0)  # (51 + 13.5) / 2
+    assert (rows["EUR"]["contracts_onboarded"], rows["EUR"]["onboarding_to_first_right_days"],
+            rows["EUR"]["onboardings_awaiting_right_invoice"]) == (1, None, 1)
+    assert rows["XXX"]["contracts_onboarded"] == 0

@@ -95,6 +95,13 @@ def test_a_backdated_onboarding_releases_held_back_lines_and_its_delta_is_exact(
     assert (rows[("R-2", "EUR")]["invoices_in_scope"], rows[("R-2", "EUR")]["rerating_delta_minor"]) == (1, 0)
     assert set(rows) == {("R-1", "USD"), ("R-2", "USD"), ("R-2", "EUR")}
 
+    # acme's, globex's and hooli's contracts started in January; hooli's invoice was corrected, so
+    # it is still waiting (the others' days run to the documents' write time, on the clock)
+    body = s3.get_object(Bucket=bucket, Key=f"warehouse/billing_kpis/month={MONTH}/part-00000.parquet")["Body"].read()
+    usd = next(row for row in pq.read_table(io.BytesIO(body)).to_pylist() if row["currency"] == "USD")
+    assert (usd["contracts_onboarded"], usd["onboardings_awaiting_right_invoice"]) == (3, 1)
+    assert usd["onboarding_to_first_right_days"] > 0
+
 
 @pytest.mark.parametrize(("body", "problem"), [
     ("remediation_id,description,start_date\nR-1,x,2026-01-01\n", "the header must be"),

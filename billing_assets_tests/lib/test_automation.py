@@ -60,7 +60,7 @@ def settled_history(instance):
     materialised(instance, "usage_alerts", "2026-01-05")
     materialised(instance, "usage_anomalies", "2026-01-05")
     for asset in ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments", "refunds", "reconciliation",
-                  "usage_statements", "billing_kpis"):
+                  "usage_statements", "billing_kpis", "remediation_impact"):
         materialised(instance, asset, "2026-01")
     first = tick(instance)
     assert first.total_requested == 0  # history is never backfilled by automation itself
@@ -73,7 +73,7 @@ def test_an_old_day_remetered_re_rates_reinvoices_and_reconciles_its_month_in_on
     result = tick(instance, cursor)
     month_chain = {(asset, "2026-01") for asset in ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments",
                                                    "refunds", "reconciliation", "usage_statements",
-                                                   "billing_kpis")}
+                                                   "billing_kpis", "remediation_impact")}
     # not the latest month (2026-10), not the other days; the day's SLA report, alerts and anomalies
     # follow too (the 34 days after it, whose baselines read it, only where they were ever judged)
     assert requested(result) == month_chain | {(asset, "2026-01-05") for asset in (
@@ -83,7 +83,8 @@ def test_an_old_day_remetered_re_rates_reinvoices_and_reconciles_its_month_in_on
     materialised(instance, "sla_report", "2026-01-05")
     materialised(instance, "usage_alerts", "2026-01-05")
     materialised(instance, "usage_anomalies", "2026-01-05")
-    for asset, month in sorted(month_chain, key=lambda pair: pair[0] in ("reconciliation", "usage_statements", "billing_kpis")):
+    for asset, month in sorted(month_chain, key=lambda pair: pair[0] in ("reconciliation", "usage_statements", "billing_kpis",
+                                                                              "remediation_impact")):
         materialised(instance, asset, month)
     assert tick(instance, result.cursor).total_requested == 0
 
