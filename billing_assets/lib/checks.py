@@ -18,6 +18,9 @@ import pandera.pandas as pa
 import pyarrow as pa_arrow
 import pyarrow.parquet as pq
 from dagster_pandera import pandera_schema_to_dagster_type
+# a check evaluation logged per partition names the materialization it judged; Dagster 1.13 keeps
+# the type of that pointer out of its public namespace
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from billing_assets.lib.lake import BillingLake
 from billing_assets.lib.memory import give_back_memory
@@ -140,6 +143,18 @@ def pandera_asset_check(
     )
 
 
+def _target(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str):
+    """The partition's latest materialization, which its evaluation judged: without it the UI takes
+    the evaluation for one of an older materialization and shows the partition as never checked
+    (Dagster links a check's own result to it, but not an evaluation logged per partition)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp)
+
+
 def partition_check(
     *,
     asset: dg.AssetKey | str,
@@ -167,10 +182,11 @@ def partition_check(
         if len(keys) == 1:
             passed, metadata = outcomes[keys[0]]
             return dg.AssetCheckResult(passed=passed, metadata=metadata, severity=severity)
+        asset_key = context.check_specs[0].asset_key
         for key, (passed, metadata) in outcomes.items():
             context.op_execution_context.log_event(dg.AssetCheckEvaluation(
-                asset_key=context.check_specs[0].asset_key, check_name=name, passed=passed,
-                metadata=metadata, partition=key, severity=severity))
+                asset_key=asset_key, check_name=name, passed=passed, metadata=metadata, partition=key,
+                severity=severity, target_materialization_data=_target(context.instance, asset_key, key)))
         return dg.AssetCheckResult(
             passed=not failed, severity=severity,
             metadata={"partitions_checked": len(keys), "failed_partitions": ", ".join(failed) or "none"},

@@ -53,6 +53,13 @@ def test_a_stopped_meter_warns_and_late_data_clears_it(put, s3, bucket):
         warned = checks[("no_unexplained_usage_anomalies", STOPPED.isoformat())]
         assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
         assert checks[("no_unexplained_usage_anomalies", DAYS[-2].isoformat())].passed
+        # what the UI's partition view of the check reads: each day's evaluation is of that day's
+        # latest materialization (else the view shows every day as never checked)
+        key = dg.AssetCheckKey(dg.AssetKey("usage_anomalies"), "no_unexplained_usage_anomalies")
+        infos = {info.partition_key: info for info in instance.event_log_storage.get_asset_check_partition_info([key])}
+        assert all(infos[day.isoformat()].is_current for day in DAYS)
+        assert [day for day, info in infos.items() if day and info.latest_execution_status.value == "FAILED"] == [
+            STOPPED.isoformat()]  # (the row without a partition is the run's own result: the UI leaves it out)
         assert all(checks[(name, STOPPED.isoformat())].passed for name in (
             "usage_anomalies_matches_contract", "anomalies_cover_active_contracts"))
 
