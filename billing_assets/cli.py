@@ -285,9 +285,18 @@ def _kpi_line(row: dict) -> str:
             f"recovered {money(row['adjustment_invoice_minor'], currency)}, {row['quarantined_lines']} lines "
             f"quarantined worth {money(row['quarantined_billable_minor'] or 0, currency)}, "
             f"duplicates {pct(row['duplicate_rate'])}"
-            + (f", {row['contracts_onboarded']} onboarded: first right invoice after "
-               f"{row['onboarding_to_first_right_days'] or 'n/a'} days on average, "
-               f"{row['onboardings_awaiting_right_invoice']} still waiting" if row["contracts_onboarded"] else ""))
+            + _onboarding_text(row))
+
+
+def _onboarding_text(row: dict) -> str:
+    from decimal import ROUND_HALF_UP, Decimal
+
+    if not row["contracts_onboarded"]:
+        return ""
+    days = row["onboarding_to_first_right_days"]
+    mean = "n/a" if days is None else f"{days.quantize(Decimal('0.1'), ROUND_HALF_UP)} days on average"
+    return (f", {row['contracts_onboarded']} onboarded: first invoice needing no correction after {mean}, "
+            f"{row['onboardings_awaiting_right_invoice']} still waiting")
 
 
 def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
