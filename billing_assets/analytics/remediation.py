@@ -100,7 +100,7 @@ def _sentence(remediation: Remediation, month: str, currency: str, row: dict) ->
     else:
         released = json.loads(row["released_by_reason"])
         detail = ", ".join(f"{reason} {count:,}" for reason, count in sorted(released.items()))
-        parts.append(f"{row['released_lines']:,} lines quarantined when {month} was issued are not now"
+        parts.append(f"{row['released_lines']:,} lines held back when {month} was issued are released"
                      + (f" ({detail})" if detail else "")
                      + f"; {row['quarantined_lines_after']:,} remain quarantined")
     if currency != NO_CURRENCY:

@@ -9,6 +9,7 @@ import json
 from decimal import ROUND_HALF_UP, Decimal
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -82,7 +83,7 @@ def test_a_backdated_onboarding_releases_held_back_lines_and_its_delta_is_exact(
     assert (r1["billed_before_minor"], r1["billed_after_minor"], r1["rerating_delta_minor"]) == (issued, now, now - issued)
     assert (r1["adjustment_invoice_minor"], r1["credit_note_minor"]) == (now - issued, 0)
     assert json.loads(r1["corrections"]) == ["ADJ-202601-hooli-1"] and r1["invoices_corrected"] == 1
-    assert "3 lines quarantined when 2026-01 was issued are not now (no_active_contract 3)" in r1["explanation"]
+    assert "3 lines held back when 2026-01 was issued are released (no_active_contract 3)" in r1["explanation"]
     assert "+USD 15.43 (ADJ-202601-hooli-1)" in r1["explanation"]
 
     # egress of every customer from the 10th: nothing of the 5th counts; hooli's egress line
@@ -118,3 +119,40 @@ def test_a_broken_remediations_file_names_file_line_and_problem(body, problem):
     with pytest.raises(ReferenceDataError) as error:
         load_remediations({"reference/remediations.csv": body.encode()}.get, reference)
     assert problem in str(error.value) and str(error.value).startswith("reference/remediations.csv, line ")
+
+
+def _outcomes(*rows):
+    from billing_assets.metering.outcomes import LINE_OUTCOMES_SCHEMA
+
+    return pa.Table.from_pylist([dict(zip(("day", "customer_id", "meter", "outcome", "reason", "lines"), row))
+                                 | {"quantity": None} for row in rows], schema=LINE_OUTCOMES_SCHEMA)
+
+
+def test_lines_of_no_known_customer_are_counted_never_priced_and_a_month_without_record_says_so():
+    from datetime import date
+
+    from billing_assets.analytics.remediation import MonthDocuments, remediation_rows
+    from billing_assets.reference.remediations import Remediation
+
+    fix = Remediation("R-9", "JSON encoder fixed", date(2026, 1, 10), None, None)
+    before = _outcomes(("2026-01-09", None, None, "quarantined", "malformed_json", 40),   # before its start: not in scope
+                       ("2026-01-10", None, None, "quarantined", "malformed_json", 7),
+                       ("2026-01-10", "acme", "egress_gb", "accepted", None, 5))
+    now = _outcomes(("2026-01-09", None, None, "quarantined", "malformed_json", 40),
+                    ("2026-01-10", None, None, "quarantined", "malformed_json", 2),
+                    ("2026-01-10", "acme", "egress_gb", "accepted", None, 10))
+    invoice = {"currency": "USD", "lines": [{"line_type": "usage", "meter": "egress_gb", "amount_minor": 40}]}
+    documents = MonthDocuments({"acme": invoice}, {})
+    rows = {row["currency"]: row for row in remediation_rows(MONTH, [fix], before, now, documents, {"acme": "USD"})}
+    none, usd = rows["XXX"], rows["USD"]
+    assert (none["quarantined_lines_before"], none["quarantined_lines_after"], none["released_lines"]) == (7, 2, 5)
+    assert none["rerating_delta_minor"] is None and none["billed_before_minor"] is None
+    assert (usd["accepted_events_before"], usd["accepted_events_after"], usd["rerating_delta_minor"]) == (5, 10, 0)
+    assert usd["billed_before_minor"] == 40 and "re-rating changed nothing billed" in usd["explanation"]
+
+    unrecorded = remediation_rows(MONTH, [fix], None, now, documents, {"acme": "USD"})
+    assert {row["status"] for row in unrecorded} == {"no_record_at_issue"}
+    assert all(row["released_lines"] is None and "was not recorded" in row["explanation"] for row in unrecorded)
+    # a remediation from February has nothing to say about January
+    assert remediation_rows(MONTH, [Remediation("R-2", "x", date(2026, 2, 1), None, None)], before, now,
+                            documents, {}) == []
