@@ -167,13 +167,15 @@ class BillingLake(dg.ConfigurableResource):
 
     def put_once(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> bool:
         """Write ``key`` only if it does not exist yet (S3 conditional write, If-None-Match: *).
-        True when written; False when something was already there, which is left untouched."""
+        True when ``key`` now holds ``body`` written by this call; False when something else was
+        already there, which is left untouched. A 412 is read back and compared: when a first
+        attempt landed but its response was lost, the retry's 412 is this call's own success."""
         client = self.client()
         try:
             client.put_object(Bucket=self.bucket_name, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
         except client.exceptions.ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-                return False
+                return self.get_bytes(key) == body
             raise
         return True
 
