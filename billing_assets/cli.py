@@ -110,9 +110,18 @@ def instance():
         # a new instance gets this project's local settings (or, outside a checkout, no telemetry)
         source = Path("dagster.yaml")
         (home_path / "dagster.yaml").write_text(source.read_text() if source.exists() else MINIMAL_INSTANCE)
+    import fcntl
+
     from dagster import DagsterInstance
 
-    return DagsterInstance.get()
+    # two billing runs started at once on a new home would both create and migrate its sqlite
+    # storage ("more than one head present"): the first to take the lock does, the other waits
+    with open(home_path / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        created = DagsterInstance.get()
+        created.get_runs(limit=1)  # the storages exist and are migrated before the lock is let go
+        _ = (created.event_log_storage, created.schedule_storage)
+    return created
 
 
 def _failure_text(result) -> str:
