@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: install demo ui test bench bench-anomalies bench-backfill validate security stop-s3 clean
+.PHONY: install demo ui test bench bench-anomalies bench-backfill validate security crash-sweep stop-s3 clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ validate: install $(DAGSTER_HOME)/dagster.yaml
 security: install
 	$(BIN)/bandit -q -r billing_assets billing_assets_tests --severity-level high
 	git ls-files -z | xargs -0 $(BIN)/detect-secrets-hook --baseline .secrets.baseline
+
+# billing run killed after each of its S3 writes in turn, run again, compared with a run never killed
+crash-sweep: install
+	$(BIN)/python -m billing_assets_tests.crash_points
 
 bench: install
 	$(BIN)/python -m billing_assets.bench $(BENCH_ARGS)
