@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from billing_assets.reference.loading import ReferenceData, ReferenceDataError, _csv_line, _read_csv
-from billing_assets.reference.suppressions import reference_day
+from billing_assets.reference.loading import ReferenceData, ReferenceDataError, _csv_line
+from billing_assets.reference.suppressions import optional_csv, reference_day
 
 REMEDIATIONS_KEY = "reference/remediations.csv"
 COLUMNS = ["remediation_id", "description", "start_date", "customer_id", "meter"]
@@ -32,13 +32,9 @@ class Remediation:
 
 
 def load_remediations(read: Callable[[str], bytes | None], reference: ReferenceData) -> tuple[Remediation, ...]:
-    body = read(REMEDIATIONS_KEY)
-    if body is None:
+    frame = optional_csv(read, REMEDIATIONS_KEY, COLUMNS)
+    if frame is None:
         return ()
-    frame = _read_csv(REMEDIATIONS_KEY, body)
-    if list(frame.columns) != COLUMNS:
-        raise ReferenceDataError(REMEDIATIONS_KEY, "line 1", f"the header must be {','.join(COLUMNS)}, "
-                                                             f"got {','.join(map(str, frame.columns))}")
     customers, meters = set(reference.customers["customer_id"]), set(reference.meters["name"])
     found: dict[str, str] = {}
     remediations = []

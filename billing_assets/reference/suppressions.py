@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+import pandas as pd
+
 from billing_assets.reference.loading import ReferenceData, ReferenceDataError, _csv_line, _read_csv
 
 SUPPRESSIONS_KEY = "reference/anomaly_suppressions.csv"
@@ -40,14 +42,23 @@ def reference_day(key: str, value: str, name: str, line: str) -> date:
     raise ReferenceDataError(key, line, f"{name} must be a YYYY-MM-DD date, got {value!r}")
 
 
-def load_suppressions(read: Callable[[str], bytes | None], reference: ReferenceData) -> tuple[Suppression, ...]:
-    body = read(SUPPRESSIONS_KEY)
+def optional_csv(read: Callable[[str], bytes | None], key: str, columns: list[str]) -> pd.DataFrame | None:
+    """An optional reference CSV with exactly ``columns`` (None when there is no file), or a loud
+    error naming its header."""
+    body = read(key)
     if body is None:
+        return None
+    frame = _read_csv(key, body)
+    if list(frame.columns) != columns:
+        raise ReferenceDataError(key, "line 1", f"the header must be {','.join(columns)}, "
+                                                f"got {','.join(map(str, frame.columns))}")
+    return frame
+
+
+def load_suppressions(read: Callable[[str], bytes | None], reference: ReferenceData) -> tuple[Suppression, ...]:
+    frame = optional_csv(read, SUPPRESSIONS_KEY, COLUMNS)
+    if frame is None:
         return ()
-    frame = _read_csv(SUPPRESSIONS_KEY, body)
-    if list(frame.columns) != COLUMNS:
-        raise ReferenceDataError(SUPPRESSIONS_KEY, "line 1", f"the header must be {','.join(COLUMNS)}, "
-                                                            f"got {','.join(map(str, frame.columns))}")
     customers, meters = set(reference.customers["customer_id"]), set(reference.meters["name"])
     suppressions = []
     for index, row in enumerate(frame.to_dict("records")):
