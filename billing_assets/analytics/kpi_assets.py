@@ -46,10 +46,9 @@ def _sla(lake: BillingLake, month: str) -> dict:
     return {"hits": hits, "misses": misses, "days_to_issue": days}
 
 
-def month_figures(lake: BillingLake, month: str, outcomes: pa.Table | None = None) -> MonthFigures:
-    """``outcomes``: the month's line outcomes (metering/outcomes.py) when the caller has them."""
+def month_figures(lake: BillingLake, month: str) -> MonthFigures:
     reference = read_reference(lake)
-    outcomes = line_outcomes(lake, month) if outcomes is None else outcomes
+    outcomes = line_outcomes(lake, month)
     accepted, duplicates = Counter(), Counter()
     for outcome, counter in (("accepted", accepted), ("duplicate", duplicates)):
         for row in of_outcome(outcomes, outcome).group_by(["customer_id"]).aggregate([("lines", "sum")]).to_pylist():

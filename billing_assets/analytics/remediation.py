@@ -67,9 +67,11 @@ def _line_in_scope(line: dict, remediation: Remediation) -> bool:
     return remediation.meter is None or (line["line_type"] == "usage" and line["meter"] == remediation.meter)
 
 
-def _money(documents: MonthDocuments, remediation: Remediation, currency_of: Mapping[str, str]) -> dict[str, dict]:
+def _money(documents: MonthDocuments, remediation: Remediation) -> dict[str, dict]:
     """Per currency: invoices issued in scope, those corrected since, billed as issued (in-scope
-    lines), the re-rating delta (in-scope lines of every correction) and the corrections' numbers."""
+    lines), the re-rating delta (in-scope lines of every correction; each document's in-scope
+    change counted as credited when it lowers what is owed, recovered when it raises it) and the
+    corrections' numbers."""
     result: dict[str, dict] = {}
     for customer, invoice in sorted(documents.issued.items()):
         if remediation.customer_id not in (None, customer):
@@ -127,11 +129,11 @@ def remediation_rows(month: str, remediations: Sequence[Remediation], before: pa
     status = MEASURED if issued and before is not None else (NO_RECORD if issued else NOT_ISSUED)
     rows = []
     for remediation in remediations:
-        if not remediation.month_keys([month]):
+        if not remediation.applies_to(month):
             continue
         then = _figures(None if status != MEASURED else _in_scope(before, remediation, month), currency_of)
         current = _figures(_in_scope(now, remediation, month), currency_of)
-        billed = _money(documents, remediation, currency_of)
+        billed = _money(documents, remediation)
         for currency in sorted(set(then) | set(current) | set(billed)):
             was = then.get(currency, _empty()) if status == MEASURED else None
             cur = current.get(currency, _empty())

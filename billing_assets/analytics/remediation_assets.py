@@ -83,7 +83,7 @@ def remediation_impact(context: dg.AssetExecutionContext, lake: BillingLake) -> 
     currency_of = dict(zip(reference.customers["customer_id"], reference.customers["currency"]))
     last, released = REMEDIATION_IMPACT_SCHEMA.empty_table(), 0
     for month in context.partition_keys:
-        applying = [remediation for remediation in remediations if remediation.month_keys([month])]
+        applying = [remediation for remediation in remediations if remediation.applies_to(month)]
         rows = []
         if applying:  # without remediations the month's lines and documents are not read at all
             scoped = {remediation.customer_id for remediation in applying}

@@ -26,9 +26,9 @@ class Remediation:
     customer_id: str | None  # None: every customer
     meter: str | None  # None: every meter
 
-    def month_keys(self, months: list[str]) -> list[str]:
-        """Of ``months``, those the remediation applies to: from its start date's month on."""
-        return [month for month in months if month >= f"{self.start_date:%Y-%m}"]
+    def applies_to(self, month: str) -> bool:
+        """A remediation applies from its start date's month on (``month``: YYYY-MM)."""
+        return month >= f"{self.start_date:%Y-%m}"
 
 
 def load_remediations(read: Callable[[str], bytes | None], reference: ReferenceData) -> tuple[Remediation, ...]:
