@@ -433,9 +433,30 @@ def demo() -> int:
         status = statements([DEMO_MONTH.strftime("%Y-%m")])
     if not status:
         _show_statements(DEMO_MONTH.strftime("%Y-%m"))
+        status = _sessions(days_between(DEMO_MONTH, month_end))
     print(f"\nTables: s3://{os.environ['BILLING_BUCKET']}/warehouse/<table>/dt=YYYY-MM-DD/part-00000.parquet "
           f"at {endpoint}\nNext: `make ui` opens the Dagster UI on this instance and bucket.")
     return status
+
+
+def _sessions(days: list[str]) -> int:
+    """The days' sessions (what `make ui`'s automation would run after each ingest), one run."""
+    import pyarrow.compute as pc
+
+    from billing_assets.definitions import defs
+    from billing_assets.resources import billing_lake
+
+    with instance() as dagster_instance:
+        result = execute_range(defs.resolve_job_def("analytics_job"), days, dagster_instance)
+    if not result.success:
+        print(f"sessions: FAILED: {_failure_text(result)}  (run {result.run_id[:8]})")
+        return 1
+    tables = [billing_lake().read_table("sessions", day) for day in days]
+    by_id = sum(pc.sum(pc.invert(pc.starts_with(table.column("session_id"), "gap:"))).as_py() or 0 for table in tables)
+    total = sum(table.num_rows for table in tables)
+    print(f"\nSessions, {days[0]} → {days[-1]}: {total:,} ({by_id:,} by properties.session_id, "
+          f"{total - by_id:,} by a 30-minute gap per customer × IP prefix) in warehouse/sessions/")
+    return 0
 
 
 def statements(months: list[str]) -> int:
