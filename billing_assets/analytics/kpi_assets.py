@@ -18,6 +18,7 @@ from billing_assets.lib.lake import BillingLake
 from billing_assets.metering.outcomes import line_outcomes, of_outcome
 from billing_assets.partitions import monthly_billing_partitions
 from billing_assets.reference.assets import read_reference
+from billing_assets.reference.loading import ReferenceData
 
 _RATE = pa.decimal128(9, 4)
 BILLING_KPIS_SCHEMA = pa.schema([
@@ -46,8 +47,7 @@ def _sla(lake: BillingLake, month: str) -> dict:
     return {"hits": hits, "misses": misses, "days_to_issue": days}
 
 
-def month_figures(lake: BillingLake, month: str) -> MonthFigures:
-    reference = read_reference(lake)
+def month_figures(lake: BillingLake, month: str, reference: ReferenceData) -> MonthFigures:
     outcomes = line_outcomes(lake, month)
     accepted, duplicates = Counter(), Counter()
     for outcome, counter in (("accepted", accepted), ("duplicate", duplicates)):
@@ -71,11 +71,10 @@ def month_figures(lake: BillingLake, month: str) -> MonthFigures:
         terms=terms, rated=rated, aggregation=reference.meter_aggregation())
 
 
-def month_onboardings(lake: BillingLake, month: str) -> list[Onboarding]:
+def month_onboardings(lake: BillingLake, month: str, reference: ReferenceData) -> list[Onboarding]:
     """The contracts that started in ``month``, each with its customer's issued invoices of that
     month and every later one: when each was issued (its write-once JSON's time) and whether a
     credit note or adjustment invoice followed it."""
-    reference = read_reference(lake)
     currency_of = dict(zip(reference.customers["customer_id"], reference.customers["currency"]))
     started = [row for row in reference.contracts.to_dict("records") if row["start_date"][:7] == month]
     if not started:
@@ -117,9 +116,10 @@ def billing_kpis_asset(context: dg.AssetExecutionContext, lake: BillingLake) -> 
     share right the first time, credit notes as a share of billed, under-billing recovered by
     adjustment invoices, refunds, quarantined lines and what they would have billed by reason,
     the duplicate rate, days from month end to issue, and the metering SLA's hits and misses."""
-    last = None
+    reference, last = read_reference(lake), None
     for month in context.partition_keys:
-        rows = billing_kpis(month, month_figures(lake, month), _sla(lake, month), month_onboardings(lake, month))
+        rows = billing_kpis(month, month_figures(lake, month, reference), _sla(lake, month),
+                            month_onboardings(lake, month, reference))
         last = pa.Table.from_pylist(rows, schema=BILLING_KPIS_SCHEMA)
         lake.write_table("billing_kpis", month, last)
     metadata = {}

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from billing_assets.analytics.remediation import MonthDocuments, remediation_rows
 from billing_assets.analytics.schemas import RemediationImpactRow
-from billing_assets.invoicing.assets import OUTCOMES_AT_ISSUE
+from billing_assets.invoicing.assets import OUTCOMES_AT_ISSUE, is_document
 from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
@@ -36,17 +36,13 @@ REMEDIATION_IMPACT_SCHEMA = pa.schema([
 def month_documents(lake: BillingLake, month: str, customers: set[str] | None) -> MonthDocuments:
     """The month's issued invoices and corrections as stored; ``customers``: only theirs (None: all)."""
     prefixes = [f"documents/{month}/"] if customers is None else [f"documents/{month}/{c}/" for c in sorted(customers)]
+    keys = [item.key for prefix in prefixes for item in lake.list_objects(prefix) if is_document(item.key)]
     issued, corrections = {}, {}
-    for prefix in prefixes:
-        for item in lake.list_objects(prefix):
-            name = item.key.rsplit("/", 1)[1]
-            if not name.endswith(".json") or not name.startswith(("INV-", "CN-", "ADJ-")):
-                continue
-            document = json.loads(lake.get_bytes(item.key))
-            if name.startswith("INV-"):
-                issued[document["customer_id"]] = document
-            else:
-                corrections.setdefault(document["customer_id"], []).append(document)
+    for document in map(json.loads, lake.get_many(keys)) if keys else ():
+        if document["kind"] == "invoice":
+            issued[document["customer_id"]] = document
+        else:
+            corrections.setdefault(document["customer_id"], []).append(document)
     return MonthDocuments(issued, {customer: sorted(documents, key=lambda d: d["sequence"])
                                    for customer, documents in corrections.items()})
 

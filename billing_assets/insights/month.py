@@ -18,7 +18,7 @@ from billing_assets.insights.render import statement_html
 from billing_assets.insights.statement import (
     StatementInputs, build_statement, correction_causes, lines_csv, standing_lines, statement_json, usage_csv,
 )
-from billing_assets.invoicing.assets import documents_prefix
+from billing_assets.invoicing.assets import documents_prefix, is_document
 from billing_assets.invoicing.build import build_invoices
 from billing_assets.lib.lake import BillingLake
 from billing_assets.rating.assets import metered_month
@@ -147,8 +147,7 @@ def customer_statement(facts: MonthFacts, invoice: dict, stored: dict[str, dict]
 
 
 def _issued_documents(lake: BillingLake, facts: MonthFacts) -> dict[str, dict[str, dict]]:
-    keys = [key for documents in facts.documents.values() for key in documents
-            if key.endswith(".json") and key.rsplit("/", 1)[1].startswith(("INV-", "CN-", "ADJ-"))]
+    keys = [key for documents in facts.documents.values() for key in documents if is_document(key)]
     stored = defaultdict(dict)
     for document in map(json.loads, lake.get_many(keys)) if keys else ():
         stored[document["customer_id"]][document["document_number"]] = document

@@ -77,6 +77,11 @@ def _issue_all(lake: BillingLake, invoices: list[Invoice], stored: list[str]) ->
             by_prefix.get(documents_prefix(invoice.month, invoice.customer_id), ()))), invoices))
 
 
+def is_document(key: str) -> bool:
+    """An issued document's JSON: an invoice, credit note or adjustment invoice (not a statement)."""
+    return key.endswith(".json") and key.rsplit("/", 1)[1].startswith(("INV-", "CN-", "ADJ-"))
+
+
 def _is_issued_invoice(key: str) -> bool:
     return key.rsplit("/", 1)[1].startswith("INV-") and key.endswith(".json")
 

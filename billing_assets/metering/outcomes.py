@@ -18,28 +18,27 @@ LINE_OUTCOMES_SCHEMA = pa.schema([
     # quarantined lines' Σ quantity where the lines gave one (what they would have added); else null
     ("quantity", QUANTITY_TYPE),
 ])
-OUTCOMES = ("accepted", "duplicate", "quarantined")
+# table → (outcome, group keys, aggregations): an accepted line is an event metered
+_SOURCES = {
+    "metered_usage": ("accepted", ["customer_id", "meter"], [("event_count", "sum")]),
+    "duplicate_events": ("duplicate", ["customer_id", "meter"], [([], "count_all")]),
+    "quarantined_events": ("quarantined", ["customer_id", "meter", "reason"], [([], "count_all"), ("quantity", "sum")]),
+}
+_NAMES = {"event_count_sum": "lines", "count_all": "lines", "quantity_sum": "quantity"}
 
 
-def _day_groups(lake: BillingLake, table: str, day: str, reason: bool) -> pa.Table:
-    keys = ["customer_id", "meter"] + (["reason"] if reason else [])
+def _day_groups(lake: BillingLake, table: str, day: str) -> pa.Table:
+    outcome, keys, aggregations = _SOURCES[table]
     with lake.local_partition(table, day) as path:
-        columns = keys + (["quantity"] if table == "quarantined_events" else [])
-        if table == "metered_usage":
-            grouped = pq.read_table(path, columns=keys + ["event_count"]).group_by(keys, use_threads=False).aggregate(
-                [("event_count", "sum")]).rename_columns({"event_count_sum": "lines"})
-        else:
-            aggregations = [([], "count_all")] + ([("quantity", "sum")] if "quantity" in columns else [])
-            grouped = pq.read_table(path, columns=columns).group_by(keys, use_threads=False).aggregate(aggregations)
-            names = {"count_all": "lines", "quantity_sum": "quantity"}
-            grouped = grouped.rename_columns([names.get(name, name) for name in grouped.column_names])
+        columns = keys + [column for column, _ in aggregations if column]
+        grouped = pq.read_table(path, columns=columns).group_by(keys, use_threads=False).aggregate(aggregations)
+    grouped = grouped.rename_columns([_NAMES.get(name, name) for name in grouped.column_names])
     size = grouped.num_rows
     return pa.table({
         "day": pa.array([day] * size, pa.string()),
         "customer_id": grouped.column("customer_id"), "meter": grouped.column("meter"),
-        "outcome": pa.array([{"metered_usage": "accepted", "duplicate_events": "duplicate"}.get(table, "quarantined")]
-                            * size, pa.string()),
-        "reason": grouped.column("reason") if reason else pa.nulls(size, pa.string()),
+        "outcome": pa.array([outcome] * size, pa.string()),
+        "reason": grouped.column("reason") if "reason" in keys else pa.nulls(size, pa.string()),
         "lines": grouped.column("lines").cast(pa.int64()),
         "quantity": (grouped.column("quantity").cast(QUANTITY_TYPE) if "quantity" in grouped.column_names
                      else pa.nulls(size, QUANTITY_TYPE)),
@@ -48,9 +47,7 @@ def _day_groups(lake: BillingLake, table: str, day: str, reason: bool) -> pa.Tab
 
 def line_outcomes(lake: BillingLake, month: str) -> pa.Table:
     """The month's lines as they stand now, one row per day × customer × meter × outcome (× reason)."""
-    parts = [_day_groups(lake, table, day, table == "quarantined_events")
-             for table in ("metered_usage", "duplicate_events", "quarantined_events")
-             for day in sorted(lake.days_present(table, month))]
+    parts = [_day_groups(lake, table, day) for table in _SOURCES for day in sorted(lake.days_present(table, month))]
     return pa.concat_tables(parts) if parts else LINE_OUTCOMES_SCHEMA.empty_table()
 
 
