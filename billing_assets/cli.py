@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import io
 import os
 import re
 import shutil
@@ -20,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # the instance records every event for the UI; the terminal gets our summary, not tracebacks
@@ -97,6 +100,8 @@ def check_bucket() -> str:
 
 
 MINIMAL_INSTANCE = "telemetry:\n  enabled: false\n"
+# below this, a storage error writing the instance is taken for a full disk
+LOW_DISK_BYTES = 16 * 2**20
 
 
 def instance():
@@ -122,6 +127,44 @@ def instance():
         created.get_runs(limit=1)  # the storages exist and are migrated before the lock is let go
         _ = (created.event_log_storage, created.schedule_storage)
     return created
+
+
+# botocore's names for "nobody answered": the endpoint went away, not a request S3 refused
+_UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
+_URL = re.compile(r'"(https?://[^/"]+)/?([^"]*)"')
+
+
+def _endpoint_gone(result) -> str | None:
+    """One line for a run that failed because the S3 endpoint stopped answering, else None."""
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            while error is not None and error.cls_name not in _UNREACHABLE:
+                error = error.cause or error.context
+            if error is None:
+                return None
+            found = _URL.search(error.message or "")
+            endpoint, key = (found.group(1), unquote(found.group(2).split("/", 1)[-1])) if found else ("", "")
+            return (f"the S3 endpoint {endpoint} stopped answering during the run"
+                    + (f" (at {key.split('?')[0]})" if key else "")
+                    + "; every partition and document is whole or absent: run the same command when it answers")
+    return None
+
+
+def _disk_full(error: BaseException) -> str | None:
+    """One line for a failure to write the local instance because its disk is full, else None.
+    SQLite says "database or disk is full" or, when the journal cannot grow, "disk I/O error"."""
+    home = os.environ.get("DAGSTER_HOME")
+    text = f"{error} {error.__cause__ or ''}".lower()
+    storage_error = "disk is full" in text or "disk i/o error" in text or getattr(error, "errno", None) == errno.ENOSPC
+    if not home or not storage_error or not Path(home).exists():
+        return None
+    free = shutil.disk_usage(home).free
+    if free >= LOW_DISK_BYTES:
+        return None
+    return (f"the disk of the Dagster instance ({home}) is full ({free:,} bytes free): free space and run the "
+            "same command; every partition and document is whole or absent, and the runs this one left "
+            "unfinished are marked failed then")
 
 
 def _failure_text(result) -> str:
@@ -154,8 +197,20 @@ class RunSummary:
 def run(start: date, end: date) -> RunSummary:
     days = days_between(start, end)
     bucket = check_bucket()
-    with instance() as dagster_instance:
-        return _run(days, bucket, dagster_instance)
+    # what Dagster writes to stderr itself (its complaints on failing to write the instance) is
+    # passed on, unless the one line for a full disk says it all
+    held, full = io.StringIO(), None
+    try:
+        with contextlib.redirect_stderr(held), instance() as dagster_instance:
+            return _run(days, bucket, dagster_instance)
+    except Exception as error:
+        full = _disk_full(error)
+        if full:
+            raise CliError(full) from None
+        raise
+    finally:
+        if not full:
+            sys.stderr.write(held.getvalue())
 
 
 def range_tags(keys: list[str]) -> dict[str, str]:
@@ -209,19 +264,21 @@ def execute_range(job, keys: list[str], dagster_instance, progress_step: str | N
 def _run(days: list[str], bucket: str, dagster_instance) -> RunSummary:
     warnings.filterwarnings("ignore")
     from billing_assets.definitions import defs
-    from billing_assets.monitoring.orphans import fail_orphaned_runs
+    from billing_assets.monitoring.orphans import fail_orphaned_runs, process_tags
     from billing_assets.usage.reasons import REASON_CODES
 
     print(f"billing run {days[0]} → {days[-1]}: {len(days)} day(s), bucket '{bucket}', instance {os.environ['DAGSTER_HOME']}")
     for run_id, reason in fail_orphaned_runs(dagster_instance):
         print(f"run {run_id[:8]} marked failed: {reason}")
     reference = defs.resolve_job_def("reference_job").execute_in_process(
-        instance=dagster_instance, raise_on_error=False, run_config=QUIET_LOGS)
+        instance=dagster_instance, raise_on_error=False, run_config=QUIET_LOGS, tags=process_tags())
     if not reference.success:
-        raise CliError(f"reference data rejected: {_failure_text(reference)}")
+        raise CliError(_endpoint_gone(reference) or f"reference data rejected: {_failure_text(reference)}")
     print("reference data: valid")
     started = time.monotonic()
     result = execute_range(defs.resolve_job_def("daily_usage_job"), days, dagster_instance, progress_step="usage_ingest")
+    if not result.success and (gone := _endpoint_gone(result)):
+        raise CliError(gone)
     per_day = _materialization_metadata(result, "usage_events").get("per_day_counts", {})
     failures = [] if result.success else [f"{days[0]}…{days[-1]}" if len(days) > 1 else days[0]]
     print(f"{len(days)} day(s) in one run ({result.run_id[:8]}), {time.monotonic() - started:.1f}s"
@@ -315,6 +372,8 @@ def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
     from billing_assets.resources import billing_lake
 
     result = execute_range(defs.resolve_job_def("monthly_billing_job"), months, dagster_instance)
+    if not result.success and (gone := _endpoint_gone(result)):
+        raise CliError(gone)
     if not result.success:
         print(f"\n{', '.join(months)}: FAILED: {_failure_text(result)}  (run {result.run_id[:8]})")
         return months
@@ -579,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # one line for the operator; BILLING_DEBUG=1 shows the traceback
         if os.environ.get("BILLING_DEBUG"):
             raise
-        print(f"billing: error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+        print(f"billing: error: {_disk_full(error) or f'{type(error).__name__}: {error}'}".splitlines()[0],
+              file=sys.stderr)
         return 1
 
 

@@ -17,7 +17,10 @@ import socket
 import dagster as dg
 
 HOST_TAG, PID_TAG, PROCESS_START_TAG = "billing/host", "billing/pid", "billing/process_start"
-_IN_FLIGHT = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+# NOT_STARTED too: a run whose process died between creating and starting it (a full disk for
+# the instance, say) would otherwise sit in the run list as "not started" for ever
+_IN_FLIGHT = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+              dg.DagsterRunStatus.CANCELING]
 
 
 def _process_start(pid: int) -> str | None:
