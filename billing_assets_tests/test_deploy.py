@@ -39,6 +39,13 @@ def production_config(tmp_path: Path, launcher: str | None = None) -> Path:
     return home
 
 
+def postgres_env(postgres, log_bucket: str) -> dict[str, str]:
+    """The environment deploy/dagster.yaml reads, pointing at a throwaway PostgreSQL."""
+    return PRODUCTION_ENV | {"DAGSTER_PG_HOST": postgres.host, "DAGSTER_PG_PORT": str(postgres.port),
+                             "DAGSTER_PG_USER": postgres.user, "DAGSTER_PG_PASSWORD": "",
+                             "DAGSTER_PG_DB": postgres.db_name, "DAGSTER_COMPUTE_LOG_BUCKET": log_bucket}
+
+
 def validate_class_config(section: dict) -> None:
     """Resolve the class a config section names and check its config against the class's schema."""
     module = __import__(section["module"], fromlist=[section["class"]])
@@ -91,10 +98,7 @@ def test_a_postgres_backed_instance_records_a_real_run_and_its_materialisations(
     day = "2026-01-05"
     put(reference_files() | {f"raw/usage/dt={day}/a.jsonl": (event(event_id="p1") + "\n").encode()})
     with throwaway_postgres() as postgres:
-        env = PRODUCTION_ENV | {"DAGSTER_PG_HOST": postgres.host, "DAGSTER_PG_PORT": str(postgres.port),
-                                "DAGSTER_PG_USER": postgres.user, "DAGSTER_PG_PASSWORD": "",
-                                "DAGSTER_PG_DB": postgres.db_name, "DAGSTER_COMPUTE_LOG_BUCKET": bucket}
-        for name, value in env.items():
+        for name, value in postgres_env(postgres, bucket).items():
             monkeypatch.setenv(name, value)
         home = production_config(tmp_path)
         from billing_assets.definitions import defs
