@@ -15,6 +15,9 @@ from billing_assets.monitoring import checks as monitoring_checks
 from billing_assets.monitoring.orphans import orphaned_run_sensor
 from billing_assets.monitoring.sla import SlaPolicy
 from billing_assets.metering import checks as metering_checks
+from billing_assets.providers import assets as provider_assets
+from billing_assets.providers import checks as provider_checks
+from billing_assets.providers.resource import BillingProvider
 from billing_assets.rating import assets as rating_assets
 from billing_assets.rating import checks as rating_checks
 from billing_assets.reference import assets as reference_assets
@@ -42,10 +45,10 @@ billing_automation_sensor = dg.AutomationConditionSensorDefinition(
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([reference_assets, usage_assets, metering_assets, rating_assets,
                                         invoicing_assets, monitoring_assets, insights_assets, analytics_assets,
-                                        kpi_assets, remediation_assets]),
+                                        kpi_assets, remediation_assets, provider_assets]),
     asset_checks=dg.load_asset_checks_from_modules([usage_checks, metering_checks, rating_checks,
                                                     invoicing_checks, monitoring_checks, insights_checks,
-                                                    analytics_checks]),
+                                                    analytics_checks, provider_checks]),
     jobs=[reference_job, daily_usage_job, monthly_billing_job, statements_job, analytics_job],
     sensors=[raw_usage_sensor, reference_sensor, invoice_issuing_sensor, billing_automation_sensor,
              orphaned_run_sensor],
@@ -54,5 +57,5 @@ defs = dg.Definitions(
     # process per step (the default) bought no parallelism and cost ~3 s of start-up per step
     executor=dg.in_process_executor,
     resources={"lake": billing_lake(), "billing_policy": BillingPolicy(), "landing_watch": LandingWatch(),
-               "sla": SlaPolicy(), "ingest_limits": IngestLimits()},
+               "sla": SlaPolicy(), "ingest_limits": IngestLimits(), "billing_provider": BillingProvider()},
 )

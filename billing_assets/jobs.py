@@ -20,10 +20,10 @@ reference_job = dg.define_asset_job(
 daily_usage_job = dg.define_asset_job(
     "daily_usage_job",
     selection=(dg.AssetSelection.groups("usage", "metering", "sla")
-               | dg.AssetSelection.assets("usage_alerts", "usage_anomalies"))
+               | dg.AssetSelection.assets("usage_alerts", "usage_anomalies", "provider_sync"))
     - SLA_CHECKS,
     description="Ingest one or more days of raw usage and meter them, with every blocking check; "
-                "then the day's alerts and usage anomalies.",
+                "then the day's alerts, usage anomalies and the usage sync to the billing provider.",
     tags=MAX_RUNTIME,
 )
 monthly_billing_job = dg.define_asset_job(

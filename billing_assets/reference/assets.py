@@ -9,6 +9,7 @@ import pyarrow as pa
 from billing_assets.lib.checks import markdown_preview
 from billing_assets.lib.lake import BillingLake
 from billing_assets.reference.alerts import AlertsConfig, load_alerts
+from billing_assets.reference.provider_customers import load_provider_customers
 from billing_assets.reference.remediations import Remediation, load_remediations
 from billing_assets.reference.suppressions import Suppression, load_suppressions
 from billing_assets.reference.loading import (
@@ -60,6 +61,12 @@ def read_remediations(lake: BillingLake, reference: ReferenceData) -> tuple[Reme
         return load_remediations(lake.get_bytes_or_none, reference)
 
 
+def read_provider_customers(lake: BillingLake, reference: ReferenceData) -> dict[str, str]:
+    """The optional provider_customers.csv, failing the step with file, line and problem when broken."""
+    with _loudly():
+        return load_provider_customers(lake.get_bytes_or_none, reference)
+
+
 @contextlib.contextmanager
 def _loudly():
     try:
@@ -99,6 +106,7 @@ def reference_data(context: dg.AssetExecutionContext, lake: BillingLake):
     context.log.info(f"reference/alerts.yaml: {len(config.alerts)} alerts, {len(config.limits)} limits, valid")
     context.log.info(f"reference/anomaly_suppressions.csv: {len(read_suppressions(lake, reference))} rows, valid")
     context.log.info(f"reference/remediations.csv: {len(read_remediations(lake, reference))} rows, valid")
+    context.log.info(f"reference/provider_customers.csv: {len(read_provider_customers(lake, reference))} rows, valid")
     for name, frame in _frames(reference).items():
         key = REFERENCE_FILES[name][0]
         context.log.info(f"{key}: {len(frame)} rows, valid")

@@ -80,6 +80,16 @@ class ReferenceData:
         ]
         return set(covering["customer_id"])
 
+    def priced_meters_on(self, day: date) -> dict[str, set[str]]:
+        """Per customer, the meters its plan charges on ``day`` (contracts covering the day)."""
+        iso = day.isoformat()
+        covering = self.contracts[
+            (self.contracts["start_date"] <= iso)
+            & ((self.contracts["end_date"] == "") | (self.contracts["end_date"] > iso))
+        ]
+        charged = self.plan_charges.groupby("plan_id")["meter"].apply(set).to_dict()
+        return {customer: set(charged.get(plan, ())) for customer, plan in zip(covering["customer_id"], covering["plan_id"])}
+
     def allocations_valid_on(self, day: date) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
         iso = day.isoformat()
         valid = self.ip_allocations[

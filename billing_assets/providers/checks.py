@@ -1,0 +1,58 @@
+"""Checks of `provider_sync`: the contract's model and the ledger adding up to metered usage
+block; rows the provider has not acknowledged are a warning with their reasons."""
+
+from datetime import date
+
+import dagster as dg
+
+from billing_assets.lib.checks import pandera_asset_check, partition_check
+from billing_assets.lib.lake import BillingLake
+from billing_assets.partitions import daily_usage_partitions
+from billing_assets.providers.assets import read_ledger, synced_quantities
+from billing_assets.providers.ledger import allocated
+from billing_assets.providers.schemas import ProviderSyncRow
+from billing_assets.reference.assets import read_reference
+
+provider_sync_matches_contract = pandera_asset_check(
+    asset="provider_sync", table="provider_sync", model=ProviderSyncRow, partitions_def=daily_usage_partitions)
+
+
+def _latest_provider_rows(lake: BillingLake, day: str) -> tuple[str, list]:
+    """The rows of the provider the day was last synced with (its rows are the ledger's newest)."""
+    ledger = read_ledger(lake, day) or []
+    provider = ledger[-1].provider if ledger else "none"
+    return provider, [row for row in ledger if row.provider == provider]
+
+
+def _adds_up(lake: BillingLake, day: str) -> tuple[bool, dict]:
+    """Per customer × meter, the ledger's quantities (sent, planned or failed) against
+    metered_usage read again: every metered quantity is accounted for, exactly."""
+    provider, rows = _latest_provider_rows(lake, day)
+    metered = synced_quantities(lake.read_table("metered_usage", day), read_reference(lake), date.fromisoformat(day))
+    held = allocated(rows, provider)
+    off = sorted(key for key in set(metered) | set(held) if metered.get(key, 0) != held.get(key, 0))
+    return not off, {"provider": provider, "keys": len(metered), "ledger_rows": len(rows),
+                     "off": dg.MetadataValue.json([[customer, meter, str(metered.get((customer, meter), 0)),
+                                                    str(held.get((customer, meter), 0))] for customer, meter in off[:20]])}
+
+
+provider_sync_adds_up = partition_check(
+    asset="provider_sync", name="provider_sync_adds_up",
+    description="Per customer × priced meter, the ledger's sends add up exactly to the metered quantity.",
+    partitions_def=daily_usage_partitions, evaluate=_adds_up)
+
+
+def _acknowledged(lake: BillingLake, day: str) -> tuple[bool, dict]:
+    provider, rows = _latest_provider_rows(lake, day)
+    if provider == "none":
+        return True, {"provider": "none", "planned": len(rows)}
+    open_rows = [row for row in rows if row.status != "acknowledged"]
+    return not open_rows, {"provider": provider, "not_acknowledged": len(open_rows),
+                           "reasons": dg.MetadataValue.json([[row.identifier, row.status, str(row.quantity_sent),
+                                                              row.failure_reason] for row in open_rows[:20]])}
+
+
+provider_sync_acknowledged = partition_check(
+    asset="provider_sync", name="provider_sync_acknowledged",
+    description="Warns while a send is failed or unanswered, naming why (a retryable one is sent again next run).",
+    partitions_def=daily_usage_partitions, evaluate=_acknowledged, blocking=False)

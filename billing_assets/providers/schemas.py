@@ -1,0 +1,46 @@
+"""Pandera contracts of the provider tables (CONTRACT.md §11)."""
+
+from typing import Annotated
+
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow
+from pandera.typing import Series
+
+from billing_assets.providers.ledger import KINDS, STATUSES
+from billing_assets.usage.schemas import Int64, Quantity, Text, UtcTimestamp
+
+PROVIDERS = ("none", "stripe", "orb")
+Bool = Annotated[pd.ArrowDtype, pyarrow.bool_()]
+
+
+class ProviderSyncRow(pa.DataFrameModel):
+    """`provider_sync`: one row per send of a customer × priced meter × day's usage to the provider."""
+
+    day: Series[Annotated[pd.ArrowDtype, pyarrow.date32()]] = pa.Field(description="UTC usage day")
+    customer_id: Series[Text]
+    meter: Series[Text]
+    provider: Series[Text] = pa.Field(isin=list(PROVIDERS), description="none: a dry run's plan, never sent")
+    provider_customer_id: Series[Text] = pa.Field(nullable=True, description="from reference/provider_customers.csv")
+    identifier: Series[Text] = pa.Field(str_matches=r"^usage:\d{4}-\d{2}-\d{2}:.+:.+:\d+$",
+                                        description="usage:<day>:<customer>:<meter>:<revision>; kept through every retry")
+    revision: Series[Int64] = pa.Field(ge=1, description="1 for the key's first send, then one more per correction")
+    quantity_sent: Series[Quantity] = pa.Field(description="exact; a correction is the difference, maybe negative")
+    kind: Series[Text] = pa.Field(isin=list(KINDS))
+    status: Series[Text] = pa.Field(isin=list(STATUSES))
+    provider_response: Series[Text] = pa.Field(nullable=True, description="what the provider answered")
+    failure_reason: Series[Text] = pa.Field(nullable=True, description="why it is not (yet) acknowledged")
+    retryable: Series[Bool] = pa.Field(description="a failed row the next run sends again")
+    planned_at: Series[UtcTimestamp] = pa.Field(description="when the row was written, before its request left")
+
+    class Config:
+        strict = True
+        unique = ["provider", "identifier"]
+
+    @pa.dataframe_check(error="the first send of a key is usage and the later ones corrections")
+    def first_is_usage(cls, frame: pd.DataFrame) -> Series[bool]:
+        return (frame["revision"] == 1) == (frame["kind"] == "usage")
+
+    @pa.dataframe_check(error="a failed or unanswered row names why")
+    def failures_have_reasons(cls, frame: pd.DataFrame) -> Series[bool]:
+        return ~frame["status"].isin(["failed"]) | frame["failure_reason"].notna()

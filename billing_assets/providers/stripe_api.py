@@ -1,0 +1,119 @@
+"""Stripe Billing through its official SDK: usage as billing meter events, refunds, and what
+Stripe billed read back. What Stripe's API documents and this module relies on:
+
+- a meter event's ``identifier`` is unique within a rolling 24 h at least; a second event with it
+  is refused (400, "An event already exists with identifier …") — proof the first arrived;
+- a meter event's ``timestamp`` is within the past 35 days; its value has at most 15
+  significant digits; an event can be cancelled only within 24 h, so usage already sent cannot
+  be lowered by this platform (decision 48);
+- the SDK retries connection errors and 5xx with the same ``Idempotency-Key`` (Stripe replays the
+  first answer), not 429: rate limits are waited out here, by ``Retry-After`` when given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, time as clock_time, timedelta, timezone
+from decimal import Decimal
+
+from billing_assets.providers.ledger import SyncRow, outcome
+
+IDENTIFIER_WINDOW = timedelta(hours=24)
+TIMESTAMP_WINDOW = timedelta(days=35)
+MAX_DIGITS = 15
+
+
+def stripe_value(quantity: Decimal) -> str:
+    """The exact decimal as Stripe's payload takes it (plain notation, no trailing zeros)."""
+    text = format(quantity.normalize(), "f")
+    return text
+
+
+def significant_digits(quantity: Decimal) -> int:
+    return len(quantity.normalize().as_tuple().digits)
+
+
+def retry_after(headers, attempt: int, cap: float = 60.0) -> float:
+    """Seconds to wait before the next try: the provider's ``Retry-After`` when it gives one,
+    else 1, 2, 4 … seconds."""
+    given = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    try:
+        return min(float(given), cap) if given is not None else min(2.0 ** attempt, cap)
+    except ValueError:
+        return min(2.0 ** attempt, cap)
+
+
+class StripeProvider:
+    """One Stripe account (test or live by its key); ``endpoint`` replaces api.stripe.com."""
+
+    name = "stripe"
+
+    def __init__(self, api_key: str, endpoint: str | None = None, max_retries: int = 4,
+                 sleep: Callable[[float], None] = time.sleep):
+        import stripe
+
+        self._stripe = stripe
+        self.client = stripe.StripeClient(api_key, base_addresses={"api": endpoint} if endpoint else None,
+                                          max_network_retries=max_retries)
+        self.max_retries, self.sleep = max_retries, sleep
+
+    def call(self, request: Callable[[], object]):
+        """``request`` with rate limits waited out (the SDK itself retries the rest)."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return request()
+            except self._stripe.RateLimitError as error:
+                if attempt == self.max_retries:
+                    raise
+                self.sleep(retry_after(error.headers, attempt))
+        raise AssertionError("unreachable")
+
+    def _unsendable(self, row: SyncRow, now: datetime) -> SyncRow | None:
+        """The row's outcome when it must not, or cannot, be sent; None when it may go."""
+        moment = datetime.combine(row.day, clock_time(12), timezone.utc)
+        if row.provider_customer_id is None:
+            return outcome(row, "failed", reason=f"customer {row.customer_id} has no Stripe customer in "
+                                                 "reference/provider_customers.csv", retryable=True)
+        if row.status == "sent" and now - row.planned_at > IDENTIFIER_WINDOW:
+            return outcome(row, "sent", reason="no answer was received and Stripe's 24 h identifier window has "
+                                               "passed: a re-send could count twice; see provider_reconciliation")
+        if row.quantity_sent < 0:
+            return outcome(row, "failed", reason=f"usage went down by {stripe_value(-row.quantity_sent)}: Stripe "
+                                                 "cannot lower meter events it received (only cancel them within "
+                                                 "24 h); the credit note or adjustment invoice carries it")
+        if now - moment > TIMESTAMP_WINDOW:
+            return outcome(row, "failed", reason=f"{row.day} is outside Stripe's 35-day window for meter events: "
+                                                 "the adjustment invoice carries it")
+        if significant_digits(row.quantity_sent) > MAX_DIGITS:
+            return outcome(row, "failed", reason=f"{stripe_value(row.quantity_sent)} has "
+                                                 f"{significant_digits(row.quantity_sent)} significant digits; "
+                                                 "Stripe takes at most 15 and this platform never rounds usage")
+        return None
+
+    def send_usage(self, rows: list[SyncRow], now: datetime) -> dict[tuple[str, str], SyncRow]:
+        """Each row as one meter event under its identifier; the outcome of each, by identifier."""
+        stripe, done = self._stripe, {}
+        for row in rows:
+            settled = self._unsendable(row, now)
+            if settled is None:
+                moment = datetime.combine(row.day, clock_time(12), timezone.utc)
+                params = {"event_name": row.meter, "identifier": row.identifier, "timestamp": int(moment.timestamp()),
+                          "payload": {"stripe_customer_id": row.provider_customer_id,
+                                      "value": stripe_value(row.quantity_sent)}}
+                try:
+                    event = self.call(lambda: self.client.v1.billing.meter_events.create(params))
+                    settled = outcome(row, "acknowledged", response=f"meter event {event.identifier} at {event.created}")
+                except stripe.InvalidRequestError as error:
+                    if "already exists with identifier" in (error.user_message or str(error)):
+                        settled = outcome(row, "acknowledged", response="Stripe already held this identifier: an "
+                                                                        "earlier send arrived, its answer was lost")
+                    else:
+                        settled = outcome(row, "failed", reason=f"Stripe refused it: {error.user_message or error}")
+                except stripe.RateLimitError:
+                    settled = outcome(row, "failed", reason="rate limited on every try", retryable=True)
+                except (stripe.APIConnectionError, stripe.APIError) as error:
+                    # no answer, or a 5xx: it may have arrived; the next run re-sends the same identifier
+                    settled = outcome(row, "sent", reason=f"no answer from Stripe: {error.user_message or error}")
+            done[(row.provider, row.identifier)] = settled
+        return done
