@@ -129,3 +129,74 @@ def _no_waiting(init):
         self.waited = []
         self.sleep = self.waited.append
     return patched
+
+
+def test_a_crash_mid_sync_resumes_without_sending_twice(put, s3, bucket, stripe_account, monkeypatch):
+    fake, provider = stripe_account
+    put(reference_files(provider_customers_csv=MAPPING + "initech,cus_initech\n") | day_file(*LINES))
+    original = StripeProvider.send_usage
+
+    def dies_after_two(self, rows, now):
+        original(self, rows[:2], now)  # two events reach Stripe; the process dies before recording it
+        raise RuntimeError("killed")
+
+    with dg.instance_for_test() as instance:
+        monkeypatch.setattr(StripeProvider, "send_usage", dies_after_two)
+        assert not sync(instance, provider).success
+        assert {r["status"] for r in ledger(s3, bucket)} == {"planned"}  # the plan was stored first
+        monkeypatch.setattr(StripeProvider, "send_usage", original)
+        result = sync(instance, provider)
+        assert result.success and all(checks(result).values()), checks(result)
+    assert len(fake.meter_events) == len({e["identifier"] for e in fake.meter_events}) == 4
+    assert {(e["payload"]["stripe_customer_id"], e["event_name"]): Decimal(e["payload"]["value"])
+            for e in fake.meter_events} == {(f"cus_{customer}", meter): quantity
+                                            for (customer, meter), quantity in EXPECTED.items()}
+    resent = [r for r in ledger(s3, bucket) if "already held" in (r["provider_response"] or "")]
+    assert len(resent) == 2
+
+
+def test_what_stripe_cannot_take_is_named_and_never_rounded_or_resent(put, s3, bucket, stripe_account):
+    fake, provider = stripe_account
+    huge = "123456789012345.123456789"  # 24 significant digits: exact here, more than Stripe's 15
+    put(reference_files(provider_customers_csv=MAPPING) | day_file(
+        event(event_id="e1", quantity=huge), event(event_id="g1", customer_id="globex", quantity="2"),
+        event(event_id="g2", customer_id="globex", quantity="3")))
+    with dg.instance_for_test() as instance:
+        assert sync(instance, provider).success
+        # the producer withdraws g2: globex's usage goes down by 3
+        put(day_file(event(event_id="e1", quantity=huge), event(event_id="g1", customer_id="globex", quantity="2")))
+        result = sync(instance, provider)
+        assert result.success and checks(result) == {"provider_sync_matches_contract": True,
+                                                      "provider_sync_adds_up": True, "provider_sync_acknowledged": False}
+        requests = len(fake.requests)
+        assert sync(instance, provider).success and len(fake.requests) == requests  # not retried: Stripe would refuse again
+    rows = {(r["customer_id"], r["revision"]): r for r in ledger(s3, bucket)}
+    assert rows[("acme", 1)]["status"] == "failed" and rows[("acme", 1)]["failure_reason"] == (
+        "123456789012345.123456789 has 24 significant digits; Stripe takes at most 15 and this platform never "
+        "rounds usage")
+    assert rows[("globex", 1)]["status"] == "acknowledged" and rows[("globex", 1)]["quantity_sent"] == Decimal(5)
+    assert rows[("globex", 2)]["quantity_sent"] == Decimal(-3) and rows[("globex", 2)]["status"] == "failed"
+    assert rows[("globex", 2)]["failure_reason"].startswith("usage went down by 3: Stripe cannot lower meter events")
+    assert not rows[("globex", 2)]["retryable"] and fake.meter_total("cus_globex", "egress_gb") == Decimal(5)
+    assert [e["identifier"] for e in fake.meter_events] == ["usage:2026-01-05:globex:egress_gb:1"]
+
+
+def test_a_send_left_unanswered_past_stripes_identifier_window_is_not_sent_again(put, s3, bucket, stripe_account,
+                                                                                  monkeypatch):
+    fake, provider = stripe_account
+    monkeypatch.setattr(StripeProvider, "__init__", _no_waiting(StripeProvider.__init__))
+    put(reference_files(provider_customers_csv=MAPPING) | day_file(event(event_id="g1", customer_id="globex", quantity="2")))
+    fake.faults += [("/v1/billing", "lose", 0)] * 2  # the first try and the one retry allowed: never an answer
+    provider = provider | {"max_retries": 1}
+    with dg.instance_for_test() as instance:
+        assert sync(instance, provider).success
+        [row] = ledger(s3, bucket)
+        assert row["status"] == "sent" and row["failure_reason"].startswith("no answer from Stripe")
+        # 25 hours on, Stripe no longer recognises the identifier: sending it again could count twice
+        later = "2026-01-07T07:00:00+00:00"
+        fake.now = datetime.fromisoformat(later).timestamp()
+        result = sync(instance, provider | {"as_of": later})
+        assert result.success and not checks(result)["provider_sync_acknowledged"]
+    [row] = ledger(s3, bucket)
+    assert row["status"] == "sent" and "24 h identifier window has passed" in row["failure_reason"]
+    assert len(fake.requests) == 2 and len(fake.meter_events) == 1  # it did arrive: reconciliation will say so
