@@ -1,7 +1,6 @@
 """What leaves the lake for the billing provider (CONTRACT.md §11): each day's usage, synced
 exactly once through the ledger in `provider_sync`."""
 
-
 from collections import Counter
 from datetime import date
 from decimal import Decimal
@@ -16,6 +15,7 @@ from billing_assets.partitions import daily_usage_partitions
 from billing_assets.providers.ledger import ADDITIVE, from_table, plan, settle, to_send, to_table
 from billing_assets.providers.resource import BillingProvider
 from billing_assets.providers.schemas import ProviderSyncRow
+from billing_assets.providers.tables import read_stored
 from billing_assets.reference.assets import read_provider_customers, read_reference
 from billing_assets.reference.loading import ReferenceData
 
@@ -32,7 +32,8 @@ def synced_quantities(metered: pa.Table, reference: ReferenceData, day: date) ->
 
 def read_ledger(lake: BillingLake, day: str) -> list | None:
     """The day's ledger, None when the day was never synced."""
-    return from_table(lake.read_table("provider_sync", day)) if day in lake.days_present("provider_sync", day[:7]) else None
+    stored = read_stored(lake, "provider_sync", day)
+    return None if stored is None else from_table(stored)
 
 
 @dg.asset(

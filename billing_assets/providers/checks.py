@@ -1,16 +1,19 @@
-"""Checks of `provider_sync`: the contract's model and the ledger adding up to metered usage
-block; rows the provider has not acknowledged are a warning with their reasons."""
+"""Checks of the provider ledgers: the contract's models, the sync adding up to metered usage and
+one refund row per credit note block; what the provider has not acknowledged, or refunds not
+(yet) succeeded, are warnings with their reasons."""
 
+from collections import Counter
 from datetime import date
 
 import dagster as dg
 
 from billing_assets.lib.checks import pandera_asset_check, partition_check
 from billing_assets.lib.lake import BillingLake
-from billing_assets.partitions import daily_usage_partitions
+from billing_assets.partitions import daily_usage_partitions, monthly_billing_partitions
 from billing_assets.providers.assets import read_ledger, synced_quantities
 from billing_assets.providers.ledger import allocated
-from billing_assets.providers.schemas import ProviderSyncRow
+from billing_assets.providers.refund_assets import read_refund_ledger
+from billing_assets.providers.schemas import ProviderSyncRow, RefundRequestRow
 from billing_assets.reference.assets import read_reference
 
 provider_sync_matches_contract = pandera_asset_check(
@@ -56,3 +59,48 @@ provider_sync_acknowledged = partition_check(
     asset="provider_sync", name="provider_sync_acknowledged",
     description="Warns while a send is failed or unanswered, naming why (a retryable one is sent again next run).",
     partitions_def=daily_usage_partitions, evaluate=_acknowledged, blocking=False)
+
+
+refund_requests_matches_contract = pandera_asset_check(
+    asset="refund_requests", table="refund_requests", model=RefundRequestRow, partitions_def=monthly_billing_partitions)
+
+
+def _latest_refund_rows(lake: BillingLake, month: str) -> tuple[str, list]:
+    ledger = read_refund_ledger(lake, month) or []
+    provider = ledger[-1].provider if ledger else "none"
+    return provider, [row for row in ledger if row.provider == provider]
+
+
+def _one_per_credit_note(lake: BillingLake, month: str) -> tuple[bool, dict]:
+    """The ledger's rows against `refunds` (written by invoicing): each credit note once, for its
+    amount and currency."""
+    provider, rows = _latest_refund_rows(lake, month)
+    notes = {row["document_number"]: (row["amount_minor"], row["currency"])
+             for row in lake.read_table("refunds", month).to_pylist()}
+    held = Counter(row.document_number for row in rows)
+    wrong = sorted({number for number in set(notes) | set(held) if held[number] != 1}
+                   | {row.document_number for row in rows if notes.get(row.document_number) != (row.amount_minor, row.currency)})
+    return not wrong, {"provider": provider, "credit_notes": len(notes), "rows": len(rows),
+                       "wrong": dg.MetadataValue.json(wrong[:20])}
+
+
+refund_requests_one_per_credit_note = partition_check(
+    asset="refund_requests", name="refund_requests_one_per_credit_note",
+    description="Every credit note of the month has exactly one refund row, for its amount and currency.",
+    partitions_def=monthly_billing_partitions, evaluate=_one_per_credit_note)
+
+
+def _refunded(lake: BillingLake, month: str) -> tuple[bool, dict]:
+    provider, rows = _latest_refund_rows(lake, month)
+    if provider == "none":
+        return True, {"provider": "none", "planned": len(rows)}
+    unsettled = [row for row in rows if row.status != "succeeded"]
+    return not unsettled, {"provider": provider, "not_succeeded": len(unsettled),
+                           "reasons": dg.MetadataValue.json([[row.document_number, row.status, row.failure_reason]
+                                                             for row in unsettled[:20]])}
+
+
+refund_requests_succeeded = partition_check(
+    asset="refund_requests", name="refund_requests_succeeded",
+    description="Warns while a refund is pending or failed, naming the provider's reason.",
+    partitions_def=monthly_billing_partitions, evaluate=_refunded, blocking=False)

@@ -8,13 +8,14 @@ providers' clients and the Dagster asset are elsewhere."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import astuple, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 
 import pyarrow as pa
 
 from billing_assets.lib.money import QUANTITY_TYPE
+from billing_assets.providers import tables
 
 KINDS = ("usage", "correction")
 STATUSES = ("planned", "sent", "acknowledged", "failed")
@@ -111,19 +112,18 @@ def outcome(row: SyncRow, status: str, response: str | None = None, reason: str 
                    retryable=retryable and status == "failed")
 
 
-SCHEMA = pa.schema([("day", pa.date32()), ("customer_id", pa.string()), ("meter", pa.string()),
-                    ("provider", pa.string()), ("provider_customer_id", pa.string()), ("identifier", pa.string()),
-                    ("revision", pa.int64()), ("quantity_sent", QUANTITY_TYPE), ("kind", pa.string()),
-                    ("status", pa.string()), ("provider_response", pa.string()), ("failure_reason", pa.string()),
-                    ("retryable", pa.bool_()), ("planned_at", pa.timestamp("ns", tz="UTC"))])
-assert SCHEMA.names == [field.name for field in fields(SyncRow)]
+SCHEMA = tables.check_schema(pa.schema([
+    ("day", pa.date32()), ("customer_id", pa.string()), ("meter", pa.string()), ("provider", pa.string()),
+    ("provider_customer_id", pa.string()), ("identifier", pa.string()), ("revision", pa.int64()),
+    ("quantity_sent", QUANTITY_TYPE), ("kind", pa.string()), ("status", pa.string()),
+    ("provider_response", pa.string()), ("failure_reason", pa.string()), ("retryable", pa.bool_()),
+    ("planned_at", pa.timestamp("ns", tz="UTC"))
+]), SyncRow)
 
 
 def to_table(ledger: list[SyncRow]) -> pa.Table:
-    columns = list(zip(*(astuple(row) for row in ledger))) or [[] for _ in SCHEMA.names]
-    return pa.Table.from_arrays([pa.array(column, type=field.type) for column, field in zip(columns, SCHEMA)],
-                                schema=SCHEMA)
+    return tables.to_table(ledger, SCHEMA)
 
 
 def from_table(table: pa.Table) -> list[SyncRow]:
-    return [SyncRow(**row) for row in table.select(SCHEMA.names).to_pylist()]
+    return tables.from_table(table, SyncRow)

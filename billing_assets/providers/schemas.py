@@ -7,7 +7,9 @@ import pandera.pandas as pa
 import pyarrow
 from pandera.typing import Series
 
+from billing_assets.lib.currency import ISO_4217_CODES
 from billing_assets.providers.ledger import KINDS, STATUSES
+from billing_assets.providers.refunds import STATUSES as REFUND_STATUSES
 from billing_assets.usage.schemas import Int64, Quantity, Text, UtcTimestamp
 
 PROVIDERS = ("none", "stripe", "orb")
@@ -41,6 +43,37 @@ class ProviderSyncRow(pa.DataFrameModel):
     def first_is_usage(cls, frame: pd.DataFrame) -> Series[bool]:
         return (frame["revision"] == 1) == (frame["kind"] == "usage")
 
-    @pa.dataframe_check(error="a failed or unanswered row names why")
+    @pa.dataframe_check(error="a failed row names why")
     def failures_have_reasons(cls, frame: pd.DataFrame) -> Series[bool]:
-        return ~frame["status"].isin(["failed"]) | frame["failure_reason"].notna()
+        return (frame["status"] != "failed") | frame["failure_reason"].notna()
+
+
+class RefundRequestRow(pa.DataFrameModel):
+    """`refund_requests`: one row per credit note and provider, the refund asked for once, ever."""
+
+    document_number: Series[Text] = pa.Field(str_matches=r"^CN-\d{6}-[A-Za-z0-9_-]{1,64}-\d+$")
+    invoice_number: Series[Text]
+    customer_id: Series[Text]
+    provider: Series[Text] = pa.Field(isin=list(PROVIDERS), description="none: the plan, never requested")
+    provider_customer_id: Series[Text] = pa.Field(nullable=True)
+    amount_minor: Series[Int64] = pa.Field(gt=0, description="what goes back to the customer, in minor units")
+    currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES))
+    idempotency_key: Series[Text] = pa.Field(description="the credit note's number")
+    status: Series[Text] = pa.Field(isin=list(REFUND_STATUSES))
+    provider_refund_id: Series[Text] = pa.Field(nullable=True)
+    provider_payment_id: Series[Text] = pa.Field(nullable=True, description="the payment it pays back from")
+    failure_reason: Series[Text] = pa.Field(nullable=True)
+    retryable: Series[Bool] = pa.Field(description="a failed request the next run makes again")
+    planned_at: Series[UtcTimestamp]
+
+    class Config:
+        strict = True
+        unique = ["provider", "document_number"]
+
+    @pa.dataframe_check(error="the idempotency key is the credit note's number")
+    def key_is_document(cls, frame: pd.DataFrame) -> Series[bool]:
+        return frame["idempotency_key"] == frame["document_number"]
+
+    @pa.dataframe_check(error="a failed refund names why")
+    def failures_have_reasons(cls, frame: pd.DataFrame) -> Series[bool]:
+        return (frame["status"] != "failed") | frame["failure_reason"].notna()

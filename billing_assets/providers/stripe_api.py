@@ -7,7 +7,10 @@ Stripe billed read back. What Stripe's API documents and this module relies on:
   significant digits; an event can be cancelled only within 24 h, so usage already sent cannot
   be lowered by this platform (decision 48);
 - the SDK retries connection errors and 5xx with the same ``Idempotency-Key`` (Stripe replays the
-  first answer), not 429: rate limits are waited out here, by ``Retry-After`` when given.
+  first answer), not 429: rate limits are waited out here, by ``Retry-After`` when given;
+- a refund pays back a payment: the one whose metadata names our invoice number (decision 49);
+  Stripe keeps idempotency keys 24 h only, so before asking for a refund the payment's refunds
+  are searched for one carrying the credit note's number: found, it is that refund.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from collections.abc import Callable
 from datetime import datetime, time as clock_time, timedelta, timezone
 from decimal import Decimal
 
+from dataclasses import replace
+
 from billing_assets.providers.ledger import SyncRow, outcome
+from billing_assets.providers.refunds import RefundRow
 
 IDENTIFIER_WINDOW = timedelta(hours=24)
 TIMESTAMP_WINDOW = timedelta(days=35)
@@ -116,4 +122,70 @@ class StripeProvider:
                     # no answer, or a 5xx: it may have arrived; the next run re-sends the same identifier
                     settled = outcome(row, "sent", reason=f"no answer from Stripe: {error.user_message or error}")
             done[(row.provider, row.identifier)] = settled
+        return done
+
+    def _payment(self, row: RefundRow):
+        """The succeeded payment of the credit note's invoice, or None."""
+        found = self.call(lambda: self.client.v1.payment_intents.search(
+            {"query": f"metadata['invoice_number']:'{row.invoice_number}'"}))
+        return next((payment for payment in found.data if payment.status == "succeeded"), None)
+
+    def _refund_outcome(self, row: RefundRow, refund, payment_id: str) -> RefundRow:
+        status = {"succeeded": "succeeded", "pending": "requested", "requires_action": "requested"}.get(refund.status)
+        if status:
+            return replace(row, status=status, provider_refund_id=refund.id, provider_payment_id=payment_id,
+                           failure_reason=None, retryable=False)
+        # failed or canceled: the money stays with the merchant; a new refund is billing ops' decision
+        return replace(row, status="failed", provider_refund_id=refund.id, provider_payment_id=payment_id,
+                       failure_reason=f"Stripe refund {refund.id} {refund.status}: "
+                                      f"{getattr(refund, 'failure_reason', None) or 'no reason given'}",
+                       retryable=False)
+
+    def _request(self, row: RefundRow) -> RefundRow:
+        stripe = self._stripe
+        if row.provider_customer_id is None:
+            return replace(row, status="failed", retryable=True, failure_reason=(
+                f"customer {row.customer_id} has no Stripe customer in reference/provider_customers.csv"))
+        payment = self._payment(row)
+        if payment is None:
+            return replace(row, status="failed", retryable=True, failure_reason=(
+                f"no succeeded Stripe payment carries metadata invoice_number={row.invoice_number}: nothing to "
+                "refund yet"))
+        if payment.currency.upper() != row.currency:
+            return replace(row, status="failed", retryable=False, provider_payment_id=payment.id, failure_reason=(
+                f"payment {payment.id} is in {payment.currency.upper()}, the credit note in {row.currency}"))
+        earlier = self.call(lambda: self.client.v1.refunds.list({"payment_intent": payment.id, "limit": 100}))
+        found = next((refund for refund in earlier.data
+                      if refund.metadata and refund.metadata.to_dict().get("document_number") == row.document_number),
+                     None)
+        if found is not None:  # asked for before, its answer lost: that refund, not a second one
+            return self._refund_outcome(row, found, payment.id)
+        params = {"payment_intent": payment.id, "amount": row.amount_minor, "reason": "requested_by_customer",
+                  "metadata": {"document_number": row.document_number, "invoice_number": row.invoice_number}}
+        try:
+            refund = self.call(lambda: self.client.v1.refunds.create(
+                params, {"idempotency_key": row.idempotency_key}))
+        except stripe.InvalidRequestError as error:
+            return replace(row, status="failed", provider_payment_id=payment.id,
+                           retryable=(error.headers or {}).get("Stripe-Should-Retry") == "true",
+                           failure_reason=f"Stripe refused the refund: {error.user_message or error}")
+        return self._refund_outcome(row, refund, payment.id)
+
+    def request_refunds(self, rows: list[RefundRow], now: datetime) -> dict[tuple[str, str], RefundRow]:
+        """Each open row requested (once: see ``_request``) or, when requested, followed."""
+        stripe, done = self._stripe, {}
+        for row in rows:
+            try:
+                if row.status == "requested" and row.provider_refund_id:
+                    refund = self.call(lambda: self.client.v1.refunds.retrieve(row.provider_refund_id))
+                    settled = self._refund_outcome(row, refund, row.provider_payment_id)
+                else:
+                    settled = self._request(row)
+            except stripe.RateLimitError:
+                settled = replace(row, status="failed", retryable=True, failure_reason="rate limited on every try")
+            except (stripe.APIConnectionError, stripe.APIError) as error:
+                # it may have been made: the next run finds it by the credit note's number
+                settled = replace(row, status="requested", failure_reason=f"no answer from Stripe: "
+                                                                          f"{error.user_message or error}")
+            done[(row.provider, row.document_number)] = settled
         return done

@@ -2,32 +2,47 @@
 Stripe documents — and every request and response held to the SDK's types generated from
 Stripe's OpenAPI spec (typed.py):
 
-- ``Idempotency-Key``: the same key and body replay the first answer; the same key with another
-  body is refused (400 idempotency_error);
+- ``Idempotency-Key``: the same key and body replay the first answer, for 24 h; the same key with
+  another body is refused (400 idempotency_error);
 - a meter event's ``identifier`` is unique within 24 h of the fake's clock; a second one is
   refused ("An event already exists with identifier …", ``stripe-should-retry: false``); its
   timestamp must be within the past 35 days, its value at most 15 significant digits;
+- payments found by ``metadata['invoice_number']:'…'`` search; refunds of a payment, each
+  ending as the test says (``refund_fates``: succeeded at once, pending until read again, or
+  failed with a reason), and never more than the payment's amount in total;
 - faults queued by the test, one per request: a 429 with ``Retry-After``, a 500, or a lost
   response (the request is carried out, then the connection closes without an answer).
+Answers are built on Stripe's own example objects (stripe_fixtures.json).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import stripe
+from stripe.params._payment_intent_search_params import PaymentIntentSearchParams
+from stripe.params._refund_create_params import RefundCreateParams
+from stripe.params._refund_list_params import RefundListParams
 from stripe.params.billing._meter_event_create_params import MeterEventCreateParams
 
 from billing_assets_tests.providers.typed import resource_problems, typed_dict_problems
 
 DAY = 86_400
+EXAMPLES = json.loads((Path(__file__).with_name("stripe_fixtures.json")).read_text())["resources"]
+
+
+def example(resource: str, **fields) -> dict:
+    return copy.deepcopy(EXAMPLES[resource]) | fields
 
 
 def unflatten(pairs: list[tuple[str, str]]) -> dict:
@@ -51,17 +66,20 @@ def _numbers(body: dict, names: tuple[str, ...]) -> dict:
 class FakeStripe:
     now: float = field(default_factory=time.time)
     meter_events: list[dict] = field(default_factory=list)  # every event accepted, in order
-    faults: list[tuple] = field(default_factory=list)  # (path prefix, "429" | "500" | "lose", seconds)
+    faults: list[tuple] = field(default_factory=list)  # ("POST /v1/…" prefix, "429" | "500" | "lose", seconds)
+    payments: dict[str, dict] = field(default_factory=dict)  # id → payment intent
+    refunds: dict[str, dict] = field(default_factory=dict)  # id → refund, in creation order
+    refund_fates: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # document → (status, reason)
     requests: list[tuple[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # type errors in either direction: a test fails on any
     _identifiers: dict[str, float] = field(default_factory=dict)
     _idempotent: dict[str, tuple[str, int, dict]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fault_for(self, path: str) -> tuple | None:
+    def fault_for(self, request: str) -> tuple | None:
         with self.lock:
             for index, fault in enumerate(self.faults):
-                if path.startswith(fault[0]):
+                if request.startswith(fault[0]):
                     return self.faults.pop(index)
         return None
 
@@ -70,7 +88,63 @@ class FakeStripe:
                     if event["payload"]["stripe_customer_id"] == customer and event["event_name"] == event_name),
                    Decimal(0))
 
+    def add_payment(self, invoice_number: str, customer: str, amount: int, currency: str = "usd") -> str:
+        payment_id = f"pi_{len(self.payments) + 1:04d}"
+        self.payments[payment_id] = example("payment_intent", id=payment_id, customer=customer, amount=amount,
+                                            amount_received=amount, currency=currency, status="succeeded",
+                                            metadata={"invoice_number": invoice_number}, last_payment_error=None)
+        return payment_id
+
+    def refunds_of(self, document_number: str) -> list[dict]:
+        return [refund for refund in self.refunds.values() if refund["metadata"].get("document_number") == document_number]
+
     # the API, one method per endpoint: (status, body, headers)
+    def search_payments(self, body: dict) -> tuple[int, dict, dict]:
+        self.problems += typed_dict_problems(body, PaymentIntentSearchParams, "GET /v1/payment_intents/search")
+        found = re.fullmatch(r"metadata\['invoice_number'\]:'([^']*)'", body["query"])
+        if not found:
+            return 400, _error("This query is not supported by the fake.", "invalid_request_error", param="query"), {}
+        data = [payment for payment in self.payments.values() if payment["metadata"].get("invoice_number") == found[1]]
+        for payment in data:
+            self.problems += resource_problems(payment, stripe.PaymentIntent)
+        return 200, {"object": "search_result", "data": data, "has_more": False, "next_page": None,
+                     "url": "/v1/payment_intents/search"}, {}
+
+    def create_refund(self, body: dict) -> tuple[int, dict, dict]:
+        body = _numbers(body, ("amount",))
+        self.problems += typed_dict_problems(body, RefundCreateParams, "POST /v1/refunds")
+        payment = self.payments.get(body.get("payment_intent"))
+        if payment is None:
+            return 400, _error("No such payment_intent.", "invalid_request_error", param="payment_intent"), {}
+        refunded = sum(r["amount"] for r in self.refunds.values()
+                       if r["payment_intent"] == payment["id"] and r["status"] != "failed")
+        if refunded + body["amount"] > payment["amount"]:
+            return 400, _error(f"Refund amount ({body['amount']}) is greater than unrefunded amount on charge "
+                               f"({payment['amount'] - refunded}).", "invalid_request_error",
+                               code="charge_already_refunded"), {"Stripe-Should-Retry": "false"}
+        status, reason = self.refund_fates.get(body["metadata"]["document_number"], ("succeeded", None))
+        refund = example("refund", id=f"re_{len(self.refunds) + 1:04d}", amount=body["amount"], currency=payment["currency"],
+                         payment_intent=payment["id"], charge=None, created=int(self.now), metadata=body["metadata"],
+                         reason=body.get("reason"), status=status, failure_reason=reason,
+                         failure_balance_transaction=None)
+        self.refunds[refund["id"]] = refund
+        self.problems += resource_problems(refund, stripe.Refund)
+        return 200, refund, {}
+
+    def list_refunds(self, body: dict) -> tuple[int, dict, dict]:
+        body = _numbers(body, ("limit",))
+        self.problems += typed_dict_problems(body, RefundListParams, "GET /v1/refunds")
+        data = [r for r in self.refunds.values() if r["payment_intent"] == body.get("payment_intent")]
+        return 200, {"object": "list", "data": data, "has_more": False, "url": "/v1/refunds"}, {}
+
+    def retrieve_refund(self, refund_id: str) -> tuple[int, dict, dict]:
+        refund = self.refunds.get(refund_id)
+        if refund is None:
+            return 404, _error(f"No such refund: '{refund_id}'", "invalid_request_error"), {}
+        if refund["status"] == "pending":  # a pending refund settles by the time it is looked at again
+            refund["status"] = "succeeded"
+        return 200, refund, {}
+
     def create_meter_event(self, body: dict) -> tuple[int, dict, dict]:
         body = _numbers(body, ("timestamp",))
         self.problems += typed_dict_problems(body, MeterEventCreateParams, "POST /v1/billing/meter_events")
@@ -94,22 +168,26 @@ class FakeStripe:
         return 200, event, {}
 
     def handle(self, method: str, path: str, body: dict, key: str | None) -> tuple[int, dict, dict]:
-        routes = {("POST", "/v1/billing/meter_events"): self.create_meter_event}
+        routes = {("POST", "/v1/billing/meter_events"): self.create_meter_event,
+                  ("GET", "/v1/payment_intents/search"): self.search_payments,
+                  ("POST", "/v1/refunds"): self.create_refund, ("GET", "/v1/refunds"): self.list_refunds}
         route = routes.get((method, path))
+        if route is None and method == "GET" and path.startswith("/v1/refunds/"):
+            return self.retrieve_refund(path.rsplit("/", 1)[1])
         if route is None:
             return 404, _error(f"Unrecognized request URL ({method}: {path}).", "invalid_request_error"), {}
         if key is None or method != "POST":
             return route(body)
         fingerprint = json.dumps(body, sort_keys=True)
-        if key in self._idempotent:
-            earlier, status, answer = self._idempotent[key]
+        if key in self._idempotent and self.now - self._idempotent[key][3] < DAY:  # Stripe prunes keys after 24 h
+            earlier, status, answer, _ = self._idempotent[key]
             if earlier != fingerprint:
                 return 400, _error("Keys for idempotent requests can only be used with the same parameters they "
                                    "were first used with.", "idempotency_error"), {}
             return status, answer, {"Idempotent-Replayed": "true"}
         status, answer, headers = route(body)
         if status < 500:
-            self._idempotent[key] = (fingerprint, status, answer)
+            self._idempotent[key] = (fingerprint, status, answer, self.now)
         return status, answer, headers
 
 
@@ -131,7 +209,7 @@ def _handler(fake: FakeStripe):
             text = self.rfile.read(length).decode() if length else url.query
             body = unflatten(parse_qsl(text, keep_blank_values=True))
             fake.requests.append((method, url.path))
-            fault = fake.fault_for(url.path)
+            fault = fake.fault_for(f"{method} {url.path}")
             if fault and fault[1] in ("429", "500"):
                 status = int(fault[1])
                 message = "Too many requests" if status == 429 else "An unknown error occurred"

@@ -93,8 +93,8 @@ def test_stripe_gets_each_day_once_through_rate_limits_5xx_and_lost_answers(put,
     fake, provider = stripe_account
     monkeypatch.setattr(StripeProvider, "__init__", _no_waiting(StripeProvider.__init__))
     put(reference_files(provider_customers_csv=MAPPING) | day_file(*LINES))
-    fake.faults += [("/v1/billing", "429", 2), ("/v1/billing", "lose", 0), ("/v1/billing", "500", 0),
-                    ("/v1/billing", "lose", 0)]
+    fake.faults += [("POST /v1/billing", "429", 2), ("POST /v1/billing", "lose", 0), ("POST /v1/billing", "500", 0),
+                    ("POST /v1/billing", "lose", 0)]
     with dg.instance_for_test() as instance:
         result = sync(instance, provider)
         # the unmapped customer's row is a warning; the ledger adds up
@@ -186,7 +186,7 @@ def test_a_send_left_unanswered_past_stripes_identifier_window_is_not_sent_again
     fake, provider = stripe_account
     monkeypatch.setattr(StripeProvider, "__init__", _no_waiting(StripeProvider.__init__))
     put(reference_files(provider_customers_csv=MAPPING) | day_file(event(event_id="g1", customer_id="globex", quantity="2")))
-    fake.faults += [("/v1/billing", "lose", 0)] * 2  # the first try and the one retry allowed: never an answer
+    fake.faults += [("POST /v1/billing", "lose", 0)] * 2  # the first try and the one retry allowed: never an answer
     provider = provider | {"max_retries": 1}
     with dg.instance_for_test() as instance:
         assert sync(instance, provider).success

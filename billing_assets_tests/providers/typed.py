@@ -23,7 +23,8 @@ def _hints(cls: type) -> dict[str, Any]:
                 reference = ForwardRef(annotation) if isinstance(annotation, str) else annotation
                 hints[key] = typing._eval_type(reference, namespace, None)
             except Exception:
-                hints[key] = Any
+                text = annotation if isinstance(annotation, str) else repr(annotation)
+                hints[key] = typing.Optional[Any] if text.startswith("Optional[") or "None" in text else Any
     return hints
 
 
