@@ -16,7 +16,7 @@ from billing_assets.monitoring.orphans import orphaned_run_sensor
 from billing_assets.monitoring.sla import SlaPolicy
 from billing_assets.metering import checks as metering_checks
 from billing_assets.providers import assets as provider_assets
-from billing_assets.providers import refund_assets
+from billing_assets.providers import reconciliation_assets, refund_assets
 from billing_assets.providers import checks as provider_checks
 from billing_assets.providers.resource import BillingProvider
 from billing_assets.rating import assets as rating_assets
@@ -47,7 +47,7 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_modules([reference_assets, usage_assets, metering_assets, rating_assets,
                                         invoicing_assets, monitoring_assets, insights_assets, analytics_assets,
                                         kpi_assets, remediation_assets, provider_assets,
-                                        refund_assets]),
+                                        refund_assets, reconciliation_assets]),
     asset_checks=dg.load_asset_checks_from_modules([usage_checks, metering_checks, rating_checks,
                                                     invoicing_checks, monitoring_checks, insights_checks,
                                                     analytics_checks, provider_checks]),

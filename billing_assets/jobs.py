@@ -29,10 +29,11 @@ daily_usage_job = dg.define_asset_job(
 monthly_billing_job = dg.define_asset_job(
     "monthly_billing_job",
     selection=(dg.AssetSelection.groups("rating", "invoicing", "monitoring")
-               | dg.AssetSelection.assets("billing_kpis", "remediation_impact", "refund_requests"))
+               | dg.AssetSelection.assets("billing_kpis", "remediation_impact", "refund_requests",
+                                         "provider_reconciliation"))
     - SLA_CHECKS,
     description="Rate, invoice and reconcile one or more UTC calendar months from their days' metered usage; "
-                "then the month's billing KPIs, remediation impact and refunds through the billing provider.",
+                "then the month's billing KPIs, remediation impact and refunds and reconciliation with the billing provider.",
     tags=MAX_RUNTIME,
 )
 # customer-facing views, off the billing run's critical path: a statement is four small objects

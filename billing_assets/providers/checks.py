@@ -13,7 +13,7 @@ from billing_assets.partitions import daily_usage_partitions, monthly_billing_pa
 from billing_assets.providers.assets import read_ledger, synced_quantities
 from billing_assets.providers.ledger import allocated
 from billing_assets.providers.refund_assets import read_refund_ledger
-from billing_assets.providers.schemas import ProviderSyncRow, RefundRequestRow
+from billing_assets.providers.schemas import ProviderReconciliationRow, ProviderSyncRow, RefundRequestRow
 from billing_assets.reference.assets import read_reference
 
 provider_sync_matches_contract = pandera_asset_check(
@@ -104,3 +104,22 @@ refund_requests_succeeded = partition_check(
     asset="refund_requests", name="refund_requests_succeeded",
     description="Warns while a refund is pending or failed, naming the provider's reason.",
     partitions_def=monthly_billing_partitions, evaluate=_refunded, blocking=False)
+
+
+provider_reconciliation_matches_contract = pandera_asset_check(
+    asset="provider_reconciliation", table="provider_reconciliation", model=ProviderReconciliationRow,
+    partitions_def=monthly_billing_partitions)
+
+
+def _ties(lake: BillingLake, month: str) -> tuple[bool, dict]:
+    table = lake.read_table("provider_reconciliation", month).to_pylist()
+    broken = [row for row in table if row["status"] in ("break", "not_at_provider", "not_mapped")]
+    return not broken, {"compared": len(table), "breaks": len(broken),
+                        "explanations": dg.MetadataValue.md("\n".join(f"- {row['explanation']}" for row in broken[:20])
+                                                            or "none")}
+
+
+provider_reconciliation_ties = partition_check(
+    asset="provider_reconciliation", name="provider_reconciliation_ties",
+    description="Warns on every break between the provider's usage or invoice totals and ours, with both figures.",
+    partitions_def=monthly_billing_partitions, evaluate=_ties, blocking=False)

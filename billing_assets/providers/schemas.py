@@ -9,6 +9,7 @@ from pandera.typing import Series
 
 from billing_assets.lib.currency import ISO_4217_CODES
 from billing_assets.providers.ledger import KINDS, STATUSES
+from billing_assets.providers.reconciliation import STATUSES as RECONCILIATION_STATUSES
 from billing_assets.providers.refunds import STATUSES as REFUND_STATUSES
 from billing_assets.usage.schemas import Int64, Quantity, Text, UtcTimestamp
 
@@ -77,3 +78,28 @@ class RefundRequestRow(pa.DataFrameModel):
     @pa.dataframe_check(error="a failed refund names why")
     def failures_have_reasons(cls, frame: pd.DataFrame) -> Series[bool]:
         return (frame["status"] != "failed") | frame["failure_reason"].notna()
+
+
+class ProviderReconciliationRow(pa.DataFrameModel):
+    """`provider_reconciliation`: per month, customer and meter (usage) or customer (invoice
+    total), the provider's figure against ours."""
+
+    month: Series[Text] = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    customer_id: Series[Text]
+    provider: Series[Text] = pa.Field(isin=list(PROVIDERS))
+    provider_customer_id: Series[Text] = pa.Field(nullable=True)
+    measure: Series[Text] = pa.Field(isin=["usage", "invoice_total"])
+    meter: Series[Text] = pa.Field(nullable=True, description="usage rows only")
+    ours: Series[Text] = pa.Field(description="exact: a quantity, or an amount in minor units")
+    theirs: Series[Text] = pa.Field(nullable=True, description="the provider's figure, as it sent it")
+    difference: Series[Text] = pa.Field(nullable=True, description="ours less theirs")
+    status: Series[Text] = pa.Field(isin=list(RECONCILIATION_STATUSES))
+    explanation: Series[Text] = pa.Field(str_length={"min_value": 1})
+
+    class Config:
+        strict = True
+        unique = ["customer_id", "measure", "meter"]
+
+    @pa.dataframe_check(error="usage rows name their meter, invoice rows none")
+    def meter_only_on_usage(cls, frame: pd.DataFrame) -> Series[bool]:
+        return (frame["measure"] == "usage") == frame["meter"].notna()

@@ -16,7 +16,7 @@ Stripe billed read back. What Stripe's API documents and this module relies on:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, time as clock_time, timedelta, timezone
 from decimal import Decimal
 
@@ -189,3 +189,33 @@ class StripeProvider:
                                                                           f"{error.user_message or error}")
             done[(row.provider, row.document_number)] = settled
         return done
+
+    def usage_totals(self, customers: Mapping[str, str], meters: list[str], start: datetime,
+                     end: datetime) -> dict[tuple[str, str], Decimal]:
+        """What Stripe holds per customer × meter over [start, end): its meter event summaries,
+        read as the decimal text of the number Stripe sent."""
+        by_name = {meter.event_name: meter.id for meter in
+                   self.call(lambda: self.client.v1.billing.meters.list({"limit": 100})).data}
+        totals = {}
+        for customer, provider_id in sorted(customers.items()):
+            for meter in meters:
+                if meter not in by_name:
+                    continue
+                summaries = self.call(lambda: self.client.v1.billing.meters.event_summaries.list(
+                    by_name[meter], {"customer": provider_id, "start_time": int(start.timestamp()),
+                                     "end_time": int(end.timestamp())}))
+                if summaries.data:
+                    totals[(customer, meter)] = sum((Decimal(repr(summary.aggregated_value))
+                                                     for summary in summaries.data), Decimal(0))
+        return totals
+
+    def invoice_totals(self, provider_ids: list[str], start: datetime, end: datetime) -> dict[str, tuple[int, str]]:
+        """Per Stripe customer, the total of its invoices whose period lies within [start, end)."""
+        totals = {}
+        for provider_id in provider_ids:
+            invoices = self.call(lambda: self.client.v1.invoices.list({"customer": provider_id, "limit": 100}))
+            inside = [invoice for invoice in invoices.data if invoice.status != "void"
+                      and start.timestamp() <= invoice.period_start and invoice.period_end <= end.timestamp()]
+            if inside:
+                totals[provider_id] = (sum(invoice.total for invoice in inside), inside[0].currency.upper())
+        return totals

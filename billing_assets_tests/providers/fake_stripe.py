@@ -32,7 +32,10 @@ from urllib.parse import parse_qsl, urlsplit
 import stripe
 from stripe.params._payment_intent_search_params import PaymentIntentSearchParams
 from stripe.params._refund_create_params import RefundCreateParams
+from stripe.params._invoice_list_params import InvoiceListParams
 from stripe.params._refund_list_params import RefundListParams
+from stripe.params.billing._meter_event_summary_list_params import MeterEventSummaryListParams
+from stripe.params.billing._meter_list_params import MeterListParams
 from stripe.params.billing._meter_event_create_params import MeterEventCreateParams
 
 from billing_assets_tests.providers.typed import resource_problems, typed_dict_problems
@@ -70,6 +73,7 @@ class FakeStripe:
     payments: dict[str, dict] = field(default_factory=dict)  # id → payment intent
     refunds: dict[str, dict] = field(default_factory=dict)  # id → refund, in creation order
     refund_fates: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # document → (status, reason)
+    invoices: list[dict] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # type errors in either direction: a test fails on any
     _identifiers: dict[str, float] = field(default_factory=dict)
@@ -94,6 +98,11 @@ class FakeStripe:
                                             amount_received=amount, currency=currency, status="succeeded",
                                             metadata={"invoice_number": invoice_number}, last_payment_error=None)
         return payment_id
+
+    def add_invoice(self, customer: str, period_start: int, period_end: int, total: int, currency: str = "usd") -> None:
+        self.invoices.append(example("invoice", id=f"in_{len(self.invoices) + 1:04d}", customer=customer, total=total,
+                                     currency=currency, period_start=period_start, period_end=period_end,
+                                     status="paid", amount_due=total, amount_paid=total, amount_remaining=0))
 
     def refunds_of(self, document_number: str) -> list[dict]:
         return [refund for refund in self.refunds.values() if refund["metadata"].get("document_number") == document_number]
@@ -137,6 +146,35 @@ class FakeStripe:
         data = [r for r in self.refunds.values() if r["payment_intent"] == body.get("payment_intent")]
         return 200, {"object": "list", "data": data, "has_more": False, "url": "/v1/refunds"}, {}
 
+    def list_meters(self, body: dict) -> tuple[int, dict, dict]:
+        self.problems += typed_dict_problems(_numbers(body, ("limit",)), MeterListParams, "GET /v1/billing/meters")
+        names = sorted({event["event_name"] for event in self.meter_events})
+        data = [example("billing.meter", id=f"mtr_{name}", event_name=name, display_name=name) for name in names]
+        for meter in data:
+            self.problems += resource_problems(meter, stripe.billing.Meter)
+        return 200, {"object": "list", "data": data, "has_more": False, "url": "/v1/billing/meters"}, {}
+
+    def event_summaries(self, meter_id: str, body: dict) -> tuple[int, dict, dict]:
+        body = _numbers(body, ("start_time", "end_time", "limit"))
+        self.problems += typed_dict_problems(body, MeterEventSummaryListParams, "GET …/event_summaries")
+        name = meter_id.removeprefix("mtr_")
+        values = [Decimal(event["payload"]["value"]) for event in self.meter_events
+                  if event["event_name"] == name and event["payload"]["stripe_customer_id"] == body["customer"]
+                  and body["start_time"] <= event["timestamp"] < body["end_time"]]
+        # Stripe aggregates in binary floating point and answers with a JSON number
+        data = [example("billing.meter_event_summary", id=f"mtrusg_{name}", meter=meter_id,
+                        aggregated_value=float(sum(float(value) for value in values)),
+                        start_time=body["start_time"], end_time=body["end_time"])] if values else []
+        return 200, {"object": "list", "data": data, "has_more": False, "url": "/v1/billing/meters"}, {}
+
+    def list_invoices(self, body: dict) -> tuple[int, dict, dict]:
+        body = _numbers(body, ("limit",))
+        self.problems += typed_dict_problems(body, InvoiceListParams, "GET /v1/invoices")
+        data = [invoice for invoice in self.invoices if invoice["customer"] == body.get("customer")]
+        for invoice in data:
+            self.problems += resource_problems(invoice, stripe.Invoice)
+        return 200, {"object": "list", "data": data, "has_more": False, "url": "/v1/invoices"}, {}
+
     def retrieve_refund(self, refund_id: str) -> tuple[int, dict, dict]:
         refund = self.refunds.get(refund_id)
         if refund is None:
@@ -170,10 +208,14 @@ class FakeStripe:
     def handle(self, method: str, path: str, body: dict, key: str | None) -> tuple[int, dict, dict]:
         routes = {("POST", "/v1/billing/meter_events"): self.create_meter_event,
                   ("GET", "/v1/payment_intents/search"): self.search_payments,
-                  ("POST", "/v1/refunds"): self.create_refund, ("GET", "/v1/refunds"): self.list_refunds}
+                  ("POST", "/v1/refunds"): self.create_refund, ("GET", "/v1/refunds"): self.list_refunds,
+                  ("GET", "/v1/billing/meters"): self.list_meters, ("GET", "/v1/invoices"): self.list_invoices}
         route = routes.get((method, path))
         if route is None and method == "GET" and path.startswith("/v1/refunds/"):
             return self.retrieve_refund(path.rsplit("/", 1)[1])
+        summaries = re.fullmatch(r"/v1/billing/meters/([^/]+)/event_summaries", path)
+        if route is None and method == "GET" and summaries:
+            return self.event_summaries(summaries[1], body)
         if route is None:
             return 404, _error(f"Unrecognized request URL ({method}: {path}).", "invalid_request_error"), {}
         if key is None or method != "POST":

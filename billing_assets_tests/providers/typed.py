@@ -24,7 +24,7 @@ def _hints(cls: type) -> dict[str, Any]:
                 hints[key] = typing._eval_type(reference, namespace, None)
             except Exception:
                 text = annotation if isinstance(annotation, str) else repr(annotation)
-                hints[key] = typing.Optional[Any] if text.startswith("Optional[") or "None" in text else Any
+                hints[key] = typing.Optional[Any] if "Optional[" in text or "None" in text else Any
     return hints
 
 
