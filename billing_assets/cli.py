@@ -493,9 +493,35 @@ def demo() -> int:
     if not status:
         _show_statements(DEMO_MONTH.strftime("%Y-%m"))
         status = _sessions(days_between(DEMO_MONTH, month_end))
+    if not status:
+        _show_provider_plans(DEMO_MONTH.strftime("%Y-%m"), days_between(DEMO_MONTH, month_end))
     print(f"\nTables: s3://{os.environ['BILLING_BUCKET']}/warehouse/<table>/dt=YYYY-MM-DD/part-00000.parquet "
           f"at {endpoint}\nNext: `make ui` opens the Dagster UI on this instance and bucket.")
     return status
+
+
+def _show_provider_plans(month: str, days: list[str]) -> None:
+    """What the usage sync and the refunds would send, from the ledgers of the dry run."""
+    from billing_assets.invoicing.render import money
+    from billing_assets.providers.assets import read_ledger
+    from billing_assets.providers.refund_assets import read_refund_ledger
+    from billing_assets.resources import billing_lake
+
+    lake = billing_lake()
+    kind = os.environ.get("BILLING_PROVIDER") or "none"
+    rows = [row for day in days for row in read_ledger(lake, day) or [] if row.provider == kind]
+    kinds = Counter(row.kind for row in rows)
+    print(f"\nBilling provider: BILLING_PROVIDER={kind}" + (" (a dry run: the plan is written, nothing leaves the lake)"
+                                                          if kind == "none" else ""))
+    print(f"  usage sync {month}: {len(rows)} sends over {len(days)} days ({kinds['usage']} usage, "
+          f"{kinds['correction']} corrections of late data), each under an identifier a re-send repeats")
+    for row in [row for row in rows if row.kind == "correction"][:3]:
+        print(f"    {row.identifier}  {row.quantity_sent.normalize():+f}  to {row.provider_customer_id}")
+    refunds = [row for row in read_refund_ledger(lake, month) or [] if row.provider == kind]
+    print(f"  refunds {month}: " + (", ".join(f"{row.document_number} {money(row.amount_minor, row.currency)} "
+                                             f"({row.status})" for row in refunds) or "no credit note to pay back"))
+    print("  warehouse/provider_sync/, refund_requests/, provider_reconciliation/; to go live: BILLING_PROVIDER=stripe "
+          "(or orb) with its API key, see the README's \"Billing providers\"")
 
 
 def _sessions(days: list[str]) -> int:

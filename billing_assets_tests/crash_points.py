@@ -92,6 +92,13 @@ def fresh_bucket() -> str:
     return name
 
 
+def logical_rows(parquet: bytes) -> list[dict]:
+    """A table partition's rows, less when the provider ledgers wrote each row (a fact of the run,
+    not of the data)."""
+    table = pq.read_table(io.BytesIO(parquet))
+    return table.drop_columns([name for name in ("planned_at",) if name in table.column_names]).to_pylist()
+
+
 def digest(bucket: str) -> dict[str, object]:
     """The lake's logical state: rows of every table partition (Parquet bytes may differ between
     library versions, rows may not), issued documents as JSON, HTML and quarantine records as text."""
@@ -104,7 +111,7 @@ def digest(bucket: str) -> dict[str, object]:
                 continue
             body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
             if key.endswith(".parquet"):
-                state[key] = pq.read_table(io.BytesIO(body)).to_pylist()
+                state[key] = logical_rows(body)
             elif key.endswith(".json"):
                 state[key] = json.loads(body)
             elif key.endswith(".gz"):

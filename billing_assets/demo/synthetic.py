@@ -114,6 +114,9 @@ def reference_objects(customers=DEMO_CUSTOMERS, contracts=DEMO_CONTRACTS, alloca
         "reference/customers.csv": _csv("customer_id,name,currency", customers),
         "reference/contracts.csv": _csv("contract_id,customer_id,plan_id,start_date,end_date,discount_percent", contracts),
         "reference/ip_allocations.csv": _csv("cidr,customer_id,valid_from,valid_to", allocations),
+        # who each customer is at the billing provider (a made-up Stripe id): the dry run names them
+        "reference/provider_customers.csv": _csv("customer_id,provider_customer_id",
+                                                 [(row[0], f"cus_demo_{row[0]}") for row in customers]),
     }
 
 

@@ -12,13 +12,13 @@ import re
 
 import boto3
 import dagster as dg
-import pyarrow.parquet as pq
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 
 from billing_assets.lib.lake import BillingLake
 from billing_assets_tests.conftest import reference_files
+from billing_assets_tests.crash_points import logical_rows
 from billing_assets_tests.invoicing.test_assets import MONTH, day_file, documents, run, usage
 
 DOCUMENT = re.compile(r"/documents/.+/(INV|CN|ADJ)-[^/]+\.json$")
@@ -49,7 +49,7 @@ def _tables(s3, bucket) -> dict:
     """Every warehouse table's rows, by key, and the issued documents' bytes: the logical state."""
     keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="warehouse/")
             for item in page.get("Contents", [])]
-    rows = {key: pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())).to_pylist()
+    rows = {key: logical_rows(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
             # sla_report records when things ran, and billing_kpis' days to issue come from it
             for key in keys if "sla_report" not in key and "billing_kpis" not in key}
     return rows | {"documents": documents(s3, bucket)}
