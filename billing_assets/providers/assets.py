@@ -12,10 +12,10 @@ from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import daily_usage_partitions
-from billing_assets.providers.ledger import ADDITIVE, from_table, plan, settle, to_send, to_table
+from billing_assets.providers.ledger import ADDITIVE, SyncRow, plan, settle, to_send, to_table
 from billing_assets.providers.resource import BillingProvider
 from billing_assets.providers.schemas import ProviderSyncRow
-from billing_assets.providers.tables import read_stored
+from billing_assets.providers.tables import read_rows
 from billing_assets.reference.assets import read_provider_customers, read_reference
 from billing_assets.reference.loading import ReferenceData
 
@@ -32,8 +32,7 @@ def synced_quantities(metered: pa.Table, reference: ReferenceData, day: date) ->
 
 def read_ledger(lake: BillingLake, day: str) -> list | None:
     """The day's ledger, None when the day was never synced."""
-    stored = read_stored(lake, "provider_sync", day)
-    return None if stored is None else from_table(stored)
+    return read_rows(lake, "provider_sync", day, SyncRow)
 
 
 @dg.asset(

@@ -14,23 +14,17 @@ from billing_assets.providers.assets import read_ledger, synced_quantities
 from billing_assets.providers.ledger import allocated
 from billing_assets.providers.refund_assets import read_refund_ledger
 from billing_assets.providers.schemas import ProviderReconciliationRow, ProviderSyncRow, RefundRequestRow
+from billing_assets.providers.tables import latest_provider_rows
 from billing_assets.reference.assets import read_reference
 
 provider_sync_matches_contract = pandera_asset_check(
     asset="provider_sync", table="provider_sync", model=ProviderSyncRow, partitions_def=daily_usage_partitions)
 
 
-def _latest_provider_rows(lake: BillingLake, day: str) -> tuple[str, list]:
-    """The rows of the provider the day was last synced with (its rows are the ledger's newest)."""
-    ledger = read_ledger(lake, day) or []
-    provider = ledger[-1].provider if ledger else "none"
-    return provider, [row for row in ledger if row.provider == provider]
-
-
 def _adds_up(lake: BillingLake, day: str) -> tuple[bool, dict]:
     """Per customer × meter, the ledger's quantities (sent, planned or failed) against
     metered_usage read again: every metered quantity is accounted for, exactly."""
-    provider, rows = _latest_provider_rows(lake, day)
+    provider, rows = latest_provider_rows(read_ledger(lake, day))
     metered = synced_quantities(lake.read_table("metered_usage", day), read_reference(lake), date.fromisoformat(day))
     held = allocated(rows, provider)
     off = sorted(key for key in set(metered) | set(held) if metered.get(key, 0) != held.get(key, 0))
@@ -46,7 +40,7 @@ provider_sync_adds_up = partition_check(
 
 
 def _acknowledged(lake: BillingLake, day: str) -> tuple[bool, dict]:
-    provider, rows = _latest_provider_rows(lake, day)
+    provider, rows = latest_provider_rows(read_ledger(lake, day))
     if provider == "none":
         return True, {"provider": "none", "planned": len(rows)}
     open_rows = [row for row in rows if row.status != "acknowledged"]
@@ -65,16 +59,10 @@ refund_requests_matches_contract = pandera_asset_check(
     asset="refund_requests", table="refund_requests", model=RefundRequestRow, partitions_def=monthly_billing_partitions)
 
 
-def _latest_refund_rows(lake: BillingLake, month: str) -> tuple[str, list]:
-    ledger = read_refund_ledger(lake, month) or []
-    provider = ledger[-1].provider if ledger else "none"
-    return provider, [row for row in ledger if row.provider == provider]
-
-
 def _one_per_credit_note(lake: BillingLake, month: str) -> tuple[bool, dict]:
     """The ledger's rows against `refunds` (written by invoicing): each credit note once, for its
     amount and currency."""
-    provider, rows = _latest_refund_rows(lake, month)
+    provider, rows = latest_provider_rows(read_refund_ledger(lake, month))
     notes = {row["document_number"]: (row["amount_minor"], row["currency"])
              for row in lake.read_table("refunds", month).to_pylist()}
     held = Counter(row.document_number for row in rows)
@@ -91,7 +79,7 @@ refund_requests_one_per_credit_note = partition_check(
 
 
 def _refunded(lake: BillingLake, month: str) -> tuple[bool, dict]:
-    provider, rows = _latest_refund_rows(lake, month)
+    provider, rows = latest_provider_rows(read_refund_ledger(lake, month))
     if provider == "none":
         return True, {"provider": "none", "planned": len(rows)}
     unsettled = [row for row in rows if row.status != "succeeded"]

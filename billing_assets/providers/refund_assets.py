@@ -8,17 +8,16 @@ from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import markdown_preview, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import monthly_billing_partitions
-from billing_assets.providers.refunds import from_table, open_rows, plan, settle, to_table
+from billing_assets.providers.refunds import RefundRow, open_rows, plan, settle, to_table
 from billing_assets.providers.resource import BillingProvider
-from billing_assets.providers.tables import read_stored
+from billing_assets.providers.tables import read_rows
 from billing_assets.providers.schemas import RefundRequestRow
 from billing_assets.reference.assets import read_provider_customers, read_reference
 
 
 def read_refund_ledger(lake: BillingLake, month: str) -> list | None:
     """The month's refund ledger, None when it was never written."""
-    stored = read_stored(lake, "refund_requests", month)
-    return None if stored is None else from_table(stored)
+    return read_rows(lake, "refund_requests", month, RefundRow)
 
 
 @dg.asset(

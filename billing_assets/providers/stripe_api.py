@@ -32,8 +32,7 @@ MAX_DIGITS = 15
 
 def stripe_value(quantity: Decimal) -> str:
     """The exact decimal as Stripe's payload takes it (plain notation, no trailing zeros)."""
-    text = format(quantity.normalize(), "f")
-    return text
+    return format(quantity.normalize(), "f")
 
 
 def significant_digits(quantity: Decimal) -> int:

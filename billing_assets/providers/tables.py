@@ -23,7 +23,13 @@ def from_table(table: pa.Table, row_type: type) -> list:
     return [row_type(**row) for row in table.select([field.name for field in fields(row_type)]).to_pylist()]
 
 
-def read_stored(lake, table: str, partition: str) -> pa.Table | None:
-    """A ledger's stored partition, None when it was never written."""
+def read_rows(lake, table: str, partition: str, row_type: type) -> list | None:
+    """A ledger's stored partition as rows, None when it was never written."""
     body = lake.get_bytes_or_none(lake.partition_key(table, partition))
-    return None if body is None else pq.read_table(io.BytesIO(body))
+    return None if body is None else from_table(pq.read_table(io.BytesIO(body)), row_type)
+
+
+def latest_provider_rows(ledger: list | None) -> tuple[str, list]:
+    """The provider a ledger was last written for (its rows are the newest) and that provider's rows."""
+    provider = ledger[-1].provider if ledger else "none"
+    return provider, [row for row in ledger or [] if row.provider == provider]
