@@ -73,18 +73,22 @@ def test_an_old_day_remetered_re_rates_reinvoices_and_reconciles_its_month_in_on
     result = tick(instance, cursor)
     month_chain = {(asset, "2026-01") for asset in ("rated_charges", "invoice_lines", "invoices", "invoice_adjustments",
                                                    "refunds", "reconciliation", "usage_statements",
-                                                   "billing_kpis", "remediation_impact")}
-    # not the latest month (2026-10), not the other days; the day's SLA report, alerts and anomalies
-    # follow too (the 34 days after it, whose baselines read it, only where they were ever judged)
+                                                   "billing_kpis", "remediation_impact",
+                                                   "refund_requests", "provider_reconciliation")}
+    # not the latest month (2026-10), not the other days; the day's SLA report, alerts, anomalies
+    # and provider sync (which sends the correction) follow too (the 34 days after it, whose
+    # baselines read it, only where they were ever judged)
     assert requested(result) == month_chain | {(asset, "2026-01-05") for asset in (
-        "sla_report", "usage_alerts", "usage_anomalies")}
+        "sla_report", "usage_alerts", "usage_anomalies", "provider_sync")}
 
     # the run happens: every stage updated in order; the next tick has nothing left to do
     materialised(instance, "sla_report", "2026-01-05")
     materialised(instance, "usage_alerts", "2026-01-05")
     materialised(instance, "usage_anomalies", "2026-01-05")
+    materialised(instance, "provider_sync", "2026-01-05")
     for asset, month in sorted(month_chain, key=lambda pair: pair[0] in ("reconciliation", "usage_statements", "billing_kpis",
-                                                                              "remediation_impact")):
+                                                                              "remediation_impact", "refund_requests",
+                                                                              "provider_reconciliation")):
         materialised(instance, asset, month)
     assert tick(instance, result.cursor).total_requested == 0
 
