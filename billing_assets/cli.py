@@ -520,8 +520,8 @@ def _show_provider_plans(month: str, days: list[str]) -> None:
     refunds = [row for row in read_refund_ledger(lake, month) or [] if row.provider == kind]
     print(f"  refunds {month}: " + (", ".join(f"{row.document_number} {money(row.amount_minor, row.currency)} "
                                              f"({row.status})" for row in refunds) or "no credit note to pay back"))
-    print("  warehouse/provider_sync/, refund_requests/, provider_reconciliation/; to go live: BILLING_PROVIDER=stripe "
-          "with its API key, see the README's \"Billing providers\"")
+    print("  warehouse/provider_sync/, refund_requests/, provider_reconciliation/; to go live: "
+          "BILLING_PROVIDER=stripe or orb with its API key, see the README's \"Billing providers\"")
 
 
 def _sessions(days: list[str]) -> int:

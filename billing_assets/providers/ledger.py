@@ -23,6 +23,9 @@ STATUSES = ("planned", "sent", "acknowledged", "failed")
 # month of a max, unique_count or latest meter is not made of its days, so no daily delta can
 # carry it (decision 47)
 ADDITIVE = ("sum", "count")
+# both providers aggregate usage in binary floating point: a quantity with more significant digits
+# than a double holds would be rounded there, and this platform never rounds usage
+MAX_DIGITS = 15
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,24 @@ def to_send(ledger: list[SyncRow], provider: str, provider_customers: Mapping[st
 def settle(ledger: list[SyncRow], outcomes: Mapping[tuple[str, str], SyncRow]) -> list[SyncRow]:
     """The ledger with each sent row replaced by its outcome (keyed by provider and identifier)."""
     return [outcomes.get((row.provider, row.identifier), row) for row in ledger]
+
+
+def plain(quantity: Decimal) -> str:
+    """The exact decimal as a provider's payload takes it (plain notation, no trailing zeros)."""
+    return format(quantity.normalize(), "f")
+
+
+def significant_digits(quantity: Decimal) -> int:
+    return len(quantity.normalize().as_tuple().digits)
+
+
+def too_precise(row: SyncRow, provider: str) -> SyncRow | None:
+    """The row failed when ``provider`` could not hold its quantity exactly, else None."""
+    if significant_digits(row.quantity_sent) <= MAX_DIGITS:
+        return None
+    return outcome(row, "failed", reason=f"{plain(row.quantity_sent)} has {significant_digits(row.quantity_sent)} "
+                                         f"significant digits; {provider} takes at most {MAX_DIGITS} and this "
+                                         "platform never rounds usage")
 
 
 def outcome(row: SyncRow, status: str, response: str | None = None, reason: str | None = None,

@@ -24,9 +24,10 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 
 
 def our_month(lake: BillingLake, month: str, reference, provider: str):
-    """The month's synced usage per customer × meter (metered_usage, day by day) and the sends
-    of ``provider`` not acknowledged, from the sync ledgers."""
-    usage, open_sends = Counter(), Counter()
+    """The month's synced usage per customer × meter (metered_usage, day by day), the sends of
+    ``provider`` not acknowledged, and the identifiers of every send that may have arrived, from
+    the sync ledgers."""
+    usage, open_sends, sent = Counter(), Counter(), []
     for day in sorted(lake.days_present("metered_usage", month)):
         for key, quantity in synced_quantities(lake.read_table("metered_usage", day), reference,
                                                date.fromisoformat(day)).items():
@@ -34,7 +35,9 @@ def our_month(lake: BillingLake, month: str, reference, provider: str):
         for row in read_ledger(lake, day) or []:
             if row.provider == provider and row.status != "acknowledged":
                 open_sends[row.key] += 1
-    return dict(usage), dict(open_sends)
+            if row.provider == provider and row.status in ("sent", "acknowledged"):
+                sent.append(row.identifier)
+    return dict(usage), dict(open_sends), sent
 
 
 def our_invoices(lake: BillingLake, month: str) -> dict[str, tuple[int, str]]:
@@ -69,11 +72,11 @@ def provider_reconciliation(context: dg.AssetExecutionContext, lake: BillingLake
     statuses, last = Counter(), None
     for month in context.partition_keys:
         start, end = month_bounds(month)
-        usage, open_sends = our_month(lake, month, reference, kind)
+        usage, open_sends, sent = our_month(lake, month, reference, kind)
         owed = our_invoices(lake, month)
         mapped = {customer: mapping[customer] for customer in {c for c, _ in usage} | set(owed) if customer in mapping}
         theirs_usage = None if client is None else client.usage_totals(
-            mapped, sorted({meter for _, meter in usage}), start, end)
+            mapped, sorted({meter for _, meter in usage}), start, end, sent)
         theirs_invoices = None if client is None else client.invoice_totals(sorted(mapped.values()), start, end)
         rows = usage_rows(month, kind, usage, theirs_usage, mapping, open_sends) + invoice_rows(
             month, kind, owed, theirs_invoices, mapping)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -17,14 +17,15 @@ class BillingProvider(dg.ConfigurableResource):
     """Where usage is synced, refunds are requested and what was billed is read back. Each
     setting left empty is read from the environment when used: ``BILLING_PROVIDER`` (``none``,
     the default: every row is a plan anyone can audit, nothing leaves the lake), ``STRIPE_API_KEY``,
-    ``ORB_API_KEY``, ``BILLING_PROVIDER_ENDPOINT`` (a test server, or a regional API). Orb is
-    named by the contract and refused, loudly, until its client exists."""
+    ``ORB_API_KEY``, ``BILLING_PROVIDER_ENDPOINT`` (a test server, or a regional API)."""
 
     kind: str | None = Field(default=None, description="none | stripe | orb; default $BILLING_PROVIDER, else none")
     stripe_api_key: str | None = Field(default=None, description="default $STRIPE_API_KEY")
     orb_api_key: str | None = Field(default=None, description="default $ORB_API_KEY")
     endpoint: str | None = Field(default=None, description="default $BILLING_PROVIDER_ENDPOINT, else the provider's")
     max_retries: int = Field(default=4, description="tries after the first, on 429, 5xx and lost responses")
+    orb_grace_period_hours: float = Field(default=12, description="the Orb account's grace period: older days "
+                                                                    "are sent within a backfill")
     as_of: str | None = Field(default=None, description="ISO instant standing for now (tests, replays)")
 
     def provider_kind(self) -> str:
@@ -51,7 +52,8 @@ class BillingProvider(dg.ConfigurableResource):
 
             return StripeProvider(self._key(self.stripe_api_key, "STRIPE_API_KEY"), endpoint, self.max_retries)
         if kind == "orb":
-            # the SDK is pinned and the setting named (CONTRACT.md §11), the client is not built yet
-            raise dg.Failure("BILLING_PROVIDER=orb is not supported yet: use none (a dry run) or stripe",
-                             allow_retries=False)
+            from billing_assets.providers.orb_api import OrbProvider
+
+            return OrbProvider(self._key(self.orb_api_key, "ORB_API_KEY"), endpoint, self.max_retries,
+                               timedelta(hours=self.orb_grace_period_hours))
         return None

@@ -22,21 +22,11 @@ from decimal import Decimal
 
 from dataclasses import replace
 
-from billing_assets.providers.ledger import SyncRow, outcome
+from billing_assets.providers.ledger import SyncRow, outcome, plain, too_precise
 from billing_assets.providers.refunds import RefundRow
 
 IDENTIFIER_WINDOW = timedelta(hours=24)
 TIMESTAMP_WINDOW = timedelta(days=35)
-MAX_DIGITS = 15
-
-
-def stripe_value(quantity: Decimal) -> str:
-    """The exact decimal as Stripe's payload takes it (plain notation, no trailing zeros)."""
-    return format(quantity.normalize(), "f")
-
-
-def significant_digits(quantity: Decimal) -> int:
-    return len(quantity.normalize().as_tuple().digits)
 
 
 def retry_after(headers, attempt: int, cap: float = 60.0) -> float:
@@ -84,17 +74,13 @@ class StripeProvider:
             return outcome(row, "sent", reason="no answer was received and Stripe's 24 h identifier window has "
                                                "passed: a re-send could count twice; see provider_reconciliation")
         if row.quantity_sent < 0:
-            return outcome(row, "failed", reason=f"usage went down by {stripe_value(-row.quantity_sent)}: Stripe "
+            return outcome(row, "failed", reason=f"usage went down by {plain(-row.quantity_sent)}: Stripe "
                                                  "cannot lower meter events it received (only cancel them within "
                                                  "24 h); the credit note or adjustment invoice carries it")
         if now - moment > TIMESTAMP_WINDOW:
             return outcome(row, "failed", reason=f"{row.day} is outside Stripe's 35-day window for meter events: "
                                                  "the adjustment invoice carries it")
-        if significant_digits(row.quantity_sent) > MAX_DIGITS:
-            return outcome(row, "failed", reason=f"{stripe_value(row.quantity_sent)} has "
-                                                 f"{significant_digits(row.quantity_sent)} significant digits; "
-                                                 "Stripe takes at most 15 and this platform never rounds usage")
-        return None
+        return too_precise(row, "Stripe")
 
     def send_usage(self, rows: list[SyncRow], now: datetime) -> dict[tuple[str, str], SyncRow]:
         """Each row as one meter event under its identifier; the outcome of each, by identifier."""
@@ -105,7 +91,7 @@ class StripeProvider:
                 moment = datetime.combine(row.day, clock_time(12), timezone.utc)
                 params = {"event_name": row.meter, "identifier": row.identifier, "timestamp": int(moment.timestamp()),
                           "payload": {"stripe_customer_id": row.provider_customer_id,
-                                      "value": stripe_value(row.quantity_sent)}}
+                                      "value": plain(row.quantity_sent)}}
                 try:
                     event = self.call(lambda: self.client.v1.billing.meter_events.create(params))
                     settled = outcome(row, "acknowledged", response=f"meter event {event.identifier} at {event.created}")
@@ -190,9 +176,10 @@ class StripeProvider:
         return done
 
     def usage_totals(self, customers: Mapping[str, str], meters: list[str], start: datetime,
-                     end: datetime) -> dict[tuple[str, str], Decimal]:
+                     end: datetime, sent: list[str] = ()) -> dict[tuple[str, str], Decimal]:
         """What Stripe holds per customer × meter over [start, end): its meter event summaries,
-        read as the decimal text of the number Stripe sent."""
+        read as the decimal text of the number Stripe sent (Stripe sums by meter and customer:
+        the identifiers ``sent`` are not needed)."""
         by_name = {meter.event_name: meter.id for meter in
                    self.call(lambda: self.client.v1.billing.meters.list({"limit": 100})).data}
         totals = {}

@@ -286,9 +286,9 @@ def _handler(fake: FakeStripe):
 
 
 @contextmanager
-def serving(fake):
-    """``fake`` on a loopback port; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+def serving(fake, handler=_handler):
+    """``fake`` on a loopback port, answered by ``handler(fake)``; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(fake))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -22,13 +22,16 @@ CREDIT_NOTE = "CN-202601-globex-1"
 MAPPING = "customer_id,provider_customer_id\nglobex,cus_globex\n"
 
 
-def run(instance, job: str, partition: str, provider: dict | None = None):
+def run(instance, job: str, partition: str, provider: dict | None = None, only: str | None = None):
+    """``job`` for ``partition``; ``only`` one of its assets (with its checks), for a re-run that
+    has nothing else to redo."""
     resources = {"billing_policy": {"config": {"as_of": AFTER_GRACE}},
                  "billing_provider": {"config": {"as_of": AFTER_GRACE, **(provider or {"kind": "none"})}}}
     config = QUIET | {"resources": {name: value for name, value in resources.items()
                                     if job == "monthly_billing_job" or name == "billing_provider"}}
-    result = defs.resolve_job_def(job).execute_in_process(partition_key=partition, instance=instance,
-                                                          raise_on_error=False, run_config=config)
+    result = defs.resolve_job_def(job).execute_in_process(
+        partition_key=partition, instance=instance, raise_on_error=False, run_config=config,
+        asset_selection=[dg.AssetKey(only)] if only else None)
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return result
 
@@ -86,8 +89,8 @@ def test_a_lost_answer_and_re_runs_still_make_one_refund(put, s3, bucket, stripe
         [row] = refund_ledger(s3, bucket)
         assert row["status"] == "requested" and row["provider_refund_id"] is None  # made, or not: unknown
         fake.now += 25 * 3600  # Stripe has forgotten the idempotency key: only the refund's metadata tells
-        result = run(instance, "monthly_billing_job", MONTH, provider)  # finds it by the credit note's number
-        run(instance, "monthly_billing_job", MONTH, provider)
+        result = run(instance, "monthly_billing_job", MONTH, provider, "refund_requests")  # found by its number
+        run(instance, "monthly_billing_job", MONTH, provider, "refund_requests")
     [refund] = fake.refunds_of(CREDIT_NOTE)
     assert (refund["amount"], refund["payment_intent"], refund["status"]) == (1800, "pi_0001", "succeeded")
     [row] = refund_ledger(s3, bucket)
@@ -111,9 +114,9 @@ def test_a_refund_waits_for_its_payment_and_a_failed_one_is_not_asked_for_again(
         assert not {e.check_name: e.passed for e in result.get_asset_check_evaluations()}["refund_requests_succeeded"]
 
         fake.add_payment("INV-202601-globex", "cus_globex", 13410)
-        run(instance, "monthly_billing_job", MONTH, provider)  # the payment is there: asked for, and it fails
+        run(instance, "monthly_billing_job", MONTH, provider, "refund_requests")  # the payment is there: it fails
         asked = refund_requests_made(fake)
-        run(instance, "monthly_billing_job", MONTH, provider)  # Stripe said failed: not asked for again
+        run(instance, "monthly_billing_job", MONTH, provider, "refund_requests")  # Stripe said failed: not again
         assert refund_requests_made(fake) == asked
     [row] = refund_ledger(s3, bucket)
     assert (row["status"], row["retryable"]) == ("failed", False)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import sys
 import types
 import typing
-from typing import Any, ForwardRef, Literal, NotRequired, Required, Union, get_args, get_origin
+from datetime import date, datetime
+from typing import Annotated, Any, ForwardRef, Literal, NotRequired, Required, Union, get_args, get_origin
+
+import pydantic
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -32,7 +35,7 @@ def _matches(value: Any, hint: Any, where: str) -> list[str]:
     origin = get_origin(hint)
     if hint is Any or hint is object:
         return []
-    if origin in (NotRequired, Required):
+    if origin in (NotRequired, Required, Annotated):
         return _matches(value, get_args(hint)[0], where)
     if origin in (Union, types.UnionType):
         options = [_matches(value, option, where) for option in get_args(hint)]
@@ -84,3 +87,51 @@ def resource_problems(value: dict, resource: type, where: str = "response") -> l
     for key in sorted(set(hints) & set(value)):
         problems += _matches(value[key], hints[key], f"{where}.{key}")
     return problems
+
+
+def wire_names(typed: type) -> dict[str, str]:
+    """The TypedDict's keys by the name they travel under (Orb's ``invoice_date[gte]`` is the
+    key ``invoice_date_gte``)."""
+    names = {}
+    for key, hint in _hints(typed).items():
+        while get_origin(hint) in (NotRequired, Required):
+            hint = get_args(hint)[0]
+        alias = next((getattr(meta, "alias", None) for meta in getattr(hint, "__metadata__", ())
+                      if getattr(meta, "alias", None)), None)
+        names[alias or key] = key
+    return names
+
+
+def query_problems(query: dict, typed: type, where: str = "query") -> list[str]:
+    """A query string's parameters the TypedDict does not name (its values are all text)."""
+    return [f"{where}.{name}: not in {typed.__name__}" for name in sorted(set(query) - set(wire_names(typed)))]
+
+
+def model_problems(value: dict, model: type[pydantic.BaseModel], where: str = "response") -> list[str]:
+    """What in a response object breaks the SDK's pydantic model."""
+    try:
+        model.model_validate(value)
+        return []
+    except pydantic.ValidationError as error:
+        return [f"{where} as {model.__name__}: {problem['loc']} {problem['msg']}" for problem in error.errors()]
+
+
+def sample(hint: Any) -> Any:
+    """The smallest value of ``hint`` a model accepts: every required field of a model filled,
+    optional ones left out; a test sets the fields it cares about on top."""
+    origin, arguments = get_origin(hint), get_args(hint)
+    if origin in (Annotated, Required, NotRequired):
+        return sample(arguments[0])
+    if origin in (Union, types.UnionType):
+        return None if type(None) in arguments else sample(arguments[0])
+    if origin is Literal:
+        return arguments[0]
+    if origin in (list, typing.List):  # noqa: UP006
+        return []
+    if origin in (dict, typing.Dict):  # noqa: UP006
+        return {}
+    if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
+        return {field.alias or name: sample(field.annotation) for name, field in hint.model_fields.items()
+                if field.is_required()}
+    return {str: "x", int: 0, float: 0.0, bool: False, datetime: "2026-01-01T00:00:00Z",
+            date: "2026-01-01"}.get(hint)
