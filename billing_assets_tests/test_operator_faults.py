@@ -46,8 +46,9 @@ def test_an_endpoint_that_goes_away_mid_run_is_one_line_and_the_next_run_converg
     assert _billing_run(capsys)[0] == 0
     requests, reference = len(sent), digest(clean)
 
-    # while reading reference data, while metering the first day, while issuing the documents
-    for point in (5, requests // 2, requests * 9 // 10):
+    # while reading reference data, while issuing the documents (`make crash-sweep` kills the
+    # run after every write)
+    for point in (5, requests * 9 // 10):
         bucket = fresh_bucket()
         monkeypatch.setenv("BILLING_BUCKET", bucket)
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / f"home-{point}"))

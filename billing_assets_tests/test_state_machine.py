@@ -142,5 +142,5 @@ class BillingMonth(RuleBasedStateMachine):
             assert self._get(f"{DOCS}INV-202601-acme.json") == self.issued_bytes
 
 
-BillingMonth.TestCase.settings = settings(max_examples=6, stateful_step_count=5, deadline=None, derandomize=True)
+BillingMonth.TestCase.settings = settings(max_examples=4, stateful_step_count=5, deadline=None, derandomize=True)
 TestBillingMonth = BillingMonth.TestCase
