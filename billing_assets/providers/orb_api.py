@@ -96,12 +96,14 @@ class OrbProvider:
                     if row.identifier in refused else
                     outcome(row, "sent", reason="Orb refused other events of its request: re-sent under the same key")
                     for row in rows}
-        except orb.RateLimitError:
-            return {row.identifier: outcome(row, "failed", reason="rate limited on every try", retryable=True)
-                    for row in rows}
-        except (orb.APIConnectionError, orb.APIStatusError) as error:
+        except (orb.APIConnectionError, orb.InternalServerError) as error:
             # no answer, or a 5xx: it may have arrived; the same keys go again next run
             return {row.identifier: outcome(row, "sent", reason=f"no answer from Orb: {error}") for row in rows}
+        except orb.APIStatusError as error:
+            # refused whole (429 on every try, a key without access …): not taken; the keys keep
+            # a later try exactly-once
+            return {row.identifier: outcome(row, "failed", reason=f"Orb refused the request: {error}", retryable=True)
+                    for row in rows}
 
     def send_usage(self, rows: list[SyncRow], now: datetime) -> dict[tuple[str, str], SyncRow]:
         """Each row as one event under its identifier; days past the grace period each within a
@@ -128,11 +130,12 @@ class OrbProvider:
             settled = {}
             for start in range(0, len(group), BATCH):
                 settled |= self._ingest(group[start:start + BATCH], backfill_id)
-            if backfill_id and all(row.status == "acknowledged" for row in settled.values()):
+            # closed unless a send's fate is unknown: that one goes again, into this same backfill
+            if backfill_id and not any(row.status == "sent" for row in settled.values()):
                 try:
                     self.client.events.backfills.close(backfill_id)
                 except orb.APIError:
-                    pass  # left pending, it is found and closed by the next run's send of this day
+                    pass  # left pending: the next send of this day reuses it and closes it
             done |= {(row.provider, identifier): row for identifier, row in settled.items()}
         return done
 
@@ -190,11 +193,11 @@ class OrbProvider:
         for row in rows:
             try:
                 settled = self._request(row)
-            except orb.RateLimitError:
-                settled = replace(row, status="failed", retryable=True, failure_reason="rate limited on every try")
-            except (orb.APIConnectionError, orb.APIStatusError) as error:
+            except (orb.APIConnectionError, orb.InternalServerError) as error:
                 # it may have been made: the next run finds it by the credit note's number
                 settled = replace(row, status="requested", failure_reason=f"no answer from Orb: {error}")
+            except orb.APIStatusError as error:  # refused (429 on every try, a key without access …): not made
+                settled = replace(row, status="failed", retryable=True, failure_reason=f"Orb refused it: {error}")
             done[(row.provider, row.document_number)] = settled
         return done
 

@@ -117,6 +117,26 @@ def test_a_backfill_left_open_by_a_crash_is_reused_and_an_unmapped_customer_wait
     assert fake.held("ext_acme", "egress_gb") == Decimal(1)
 
 
+def test_a_late_days_unanswered_send_goes_again_into_its_backfill_and_a_refused_one_leaves_none_open(orb_account):
+    fake, url = orb_account
+    late = NOON + timedelta(days=2)
+    fake.now = late
+    rows = rows_for({("acme", "egress_gb"): Decimal(1)}, now=late)
+    fake.faults += [("POST /ingest", "lose", 0)]
+    done = client(url, retries=0).send_usage(rows, late)
+    assert [row.status for row in done.values()] == ["sent"]
+    assert [b["status"] for b in fake.backfills.values()] == ["pending"]  # held open for the re-send
+    again = client(url).send_usage(to_send(settle(rows, done), "orb", {}), late)
+    assert [row.status for row in again.values()] == ["acknowledged"] and fake.held("ext_acme", "egress_gb") == 1
+    assert [b["status"] for b in fake.backfills.values()] == ["reflected"]
+
+    more = rows_for({("acme", "egress_gb"): Decimal(3)}, settle(rows, again), now=late)
+    fake.faults += [("POST /ingest", "429", 0)] * 2  # refused on both tries: not taken
+    [refused] = client(url, retries=1).send_usage(more, late).values()
+    assert (refused.status, refused.retryable) == ("failed", True)
+    assert [b["status"] for b in fake.backfills.values()] == ["reflected", "reflected"]  # none left pending
+
+
 def _credit_note(invoice_number: str, amount_minor: int, currency: str = "USD"):
     [row] = plan_refunds([{"document_number": "CN-202601-acme-1", "invoice_number": invoice_number,
                            "customer_id": "acme", "amount_minor": amount_minor, "currency": currency}],
