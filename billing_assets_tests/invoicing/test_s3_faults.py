@@ -9,8 +9,10 @@ The figures (faults injected, outcome) are in the README's Reliability section."
 
 import io
 import re
+import types
 
 import boto3
+import botocore.endpoint
 import dagster as dg
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -32,7 +34,10 @@ class _Body(io.BytesIO):
 
 
 def _faulty(monkeypatch, handler) -> None:
-    """Every lake client the runs build gets ``handler`` on each request it sends."""
+    """Every lake client the runs build gets ``handler`` on each request it sends; botocore's
+    retries keep their attempts but not their backoff waits (seconds of sleep a fault, nothing
+    under test)."""
+    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=lambda seconds: None))
     original = BillingLake.client
 
     def client(self):
