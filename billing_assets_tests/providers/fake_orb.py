@@ -12,21 +12,18 @@ answer to its pydantic models (typed.py):
 - invoices listed per external customer from ``invoice_date[gte]``; credit notes made against
   an invoice's lines (each no more than what is left of its line), listed; a request's
   ``Idempotency-Key`` replays the first answer, or is refused with another body;
-- faults queued by the test, one per request (as fake_stripe): 429 with ``Retry-After``, 500,
-  or a lost answer (carried out, the connection closed).
+- faults queued by the test (fake_http.py).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from orb.types import (CreditNoteCreateParams, CreditNoteListParams, EventIngestResponse, EventSearchParams,
                        InvoiceListParams)
@@ -35,6 +32,7 @@ from orb.types.event_search_response import Data as SearchedEvent
 from orb.types.events import BackfillCreateParams, BackfillCreateResponse, BackfillListParams
 from orb.types.shared import CreditNote, Invoice
 
+from billing_assets_tests.providers.fake_http import FakeHandler, LocalProvider, serving as serve
 from billing_assets_tests.providers.typed import model_problems, query_problems, sample, typed_dict_problems
 
 ERRORS = "https://docs.withorb.com/reference/error-responses#"
@@ -59,25 +57,14 @@ def _dumps(answer: dict) -> bytes:
 
 
 @dataclass
-class FakeOrb:
+class FakeOrb(LocalProvider):
     now: datetime
     grace: timedelta = timedelta(hours=12)
     events: dict[str, dict] = field(default_factory=dict)  # idempotency key → event, as received
     backfills: dict[str, dict] = field(default_factory=dict)
     invoices: list[dict] = field(default_factory=list)
     credit_notes: list[dict] = field(default_factory=list)
-    faults: list[tuple] = field(default_factory=list)  # ("POST /ingest" prefix, "429" | "500" | "lose", seconds)
-    requests: list[tuple[str, str]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # type errors in either direction: a test fails on any
     _idempotent: dict[str, tuple[str, int, dict]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def fault_for(self, request: str) -> tuple | None:
-        with self.lock:
-            for index, fault in enumerate(self.faults):
-                if request.startswith(fault[0]):
-                    return self.faults.pop(index)
-        return None
 
     def held(self, customer: str, event_name: str) -> Decimal:
         """What a sum metric over ``event_name`` counts for ``customer``: events outside a
@@ -249,48 +236,25 @@ class FakeOrb:
         return status, answer, headers
 
 
-def handler(fake: FakeOrb):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class OrbHandler(FakeHandler):
+    fake: FakeOrb
 
-        def log_message(self, *_):
-            pass
+    def route(self, method, url, body):
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        return url.path.removeprefix("/v1"), (query, json.loads(body, parse_float=Decimal) if body else {})
 
-        def _serve(self, method: str):
-            url = urlsplit(self.path)
-            path = url.path.removeprefix("/v1")
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length), parse_float=Decimal) if length else {}
-            query = dict(parse_qsl(url.query, keep_blank_values=True))
-            fake.requests.append((method, path))
-            fault = fake.fault_for(f"{method} {path}")
-            if fault and fault[1] in ("429", "500"):
-                status = int(fault[1])
-                kind = "429-too-many-requests" if status == 429 else "500-internal-server-error"
-                self._answer(*_error(status, kind, "Too many requests" if status == 429 else "Internal error")[:2],
-                             {"Retry-After": str(fault[2])} if status == 429 else {})
-                return
-            with fake.lock:
-                status, answer, headers = fake.handle(method, path, query, body, self.headers.get("Idempotency-Key"))
-            if fault and fault[1] == "lose":
-                self.close_connection = True  # carried out; the answer never arrives
-                return
-            self._answer(status, answer, headers)
+    def respond(self, method, path, request):
+        query, body = request
+        return self.fake.handle(method, path, query, body, self.headers.get("Idempotency-Key"))
 
-        def _answer(self, status: int, answer: dict, headers: dict):
-            data = _dumps(answer)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+    def fault_answer(self, status):
+        kind = "429-too-many-requests" if status == 429 else "500-internal-server-error"
+        return _error(status, kind, "Too many requests" if status == 429 else "Internal error")[1]
 
-        def do_POST(self):
-            self._serve("POST")
+    def encode(self, answer):
+        return _dumps(answer)
 
-        def do_GET(self):
-            self._serve("GET")
 
-    return Handler
+def serving(fake: FakeOrb):
+    """``fake`` on a loopback port; yields its base URL."""
+    return serve(fake, OrbHandler)

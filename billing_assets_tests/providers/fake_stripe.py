@@ -20,14 +20,11 @@ from __future__ import annotations
 import copy
 import json
 import re
-import threading
 import time
-from contextlib import contextmanager
-from pathlib import Path
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from pathlib import Path
+from urllib.parse import parse_qsl
 
 import stripe
 from stripe.params._payment_intent_search_params import PaymentIntentSearchParams
@@ -38,6 +35,7 @@ from stripe.params.billing._meter_event_summary_list_params import MeterEventSum
 from stripe.params.billing._meter_list_params import MeterListParams
 from stripe.params.billing._meter_event_create_params import MeterEventCreateParams
 
+from billing_assets_tests.providers.fake_http import FakeHandler, LocalProvider, serving as serve
 from billing_assets_tests.providers.typed import resource_problems, typed_dict_problems
 
 DAY = 86_400
@@ -66,26 +64,15 @@ def _numbers(body: dict, names: tuple[str, ...]) -> dict:
 
 
 @dataclass
-class FakeStripe:
+class FakeStripe(LocalProvider):
     now: float = field(default_factory=time.time)
     meter_events: list[dict] = field(default_factory=list)  # every event accepted, in order
-    faults: list[tuple] = field(default_factory=list)  # ("POST /v1/…" prefix, "429" | "500" | "lose", seconds)
     payments: dict[str, dict] = field(default_factory=dict)  # id → payment intent
     refunds: dict[str, dict] = field(default_factory=dict)  # id → refund, in creation order
     refund_fates: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # document → (status, reason)
     invoices: list[dict] = field(default_factory=list)
-    requests: list[tuple[str, str]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # type errors in either direction: a test fails on any
     _identifiers: dict[str, float] = field(default_factory=dict)
     _idempotent: dict[str, tuple[str, int, dict]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def fault_for(self, request: str) -> tuple | None:
-        with self.lock:
-            for index, fault in enumerate(self.faults):
-                if request.startswith(fault[0]):
-                    return self.faults.pop(index)
-        return None
 
     def meter_total(self, customer: str, event_name: str) -> Decimal:
         return sum((Decimal(event["payload"]["value"]) for event in self.meter_events
@@ -238,61 +225,21 @@ def _error(message: str, kind: str, code: str | None = None, param: str | None =
                       **({"param": param} if param else {})}}
 
 
-def _handler(fake: FakeStripe):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class StripeHandler(FakeHandler):
+    fake: FakeStripe
 
-        def log_message(self, *_):
-            pass
+    def route(self, method, url, body):
+        # form-encoded, in the body of a POST or the query of a GET
+        return url.path, unflatten(parse_qsl(body.decode() or url.query, keep_blank_values=True))
 
-        def _serve(self, method: str):
-            url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            text = self.rfile.read(length).decode() if length else url.query
-            body = unflatten(parse_qsl(text, keep_blank_values=True))
-            fake.requests.append((method, url.path))
-            fault = fake.fault_for(f"{method} {url.path}")
-            if fault and fault[1] in ("429", "500"):
-                status = int(fault[1])
-                message = "Too many requests" if status == 429 else "An unknown error occurred"
-                self._answer(status, _error(message, "api_error"),
-                             {"Retry-After": str(fault[2])} if status == 429 else {})
-                return
-            with fake.lock:
-                status, answer, headers = fake.handle(method, url.path, body, self.headers.get("Idempotency-Key"))
-            if fault and fault[1] == "lose":
-                self.close_connection = True  # carried out; the answer never arrives
-                return
-            self._answer(status, answer, headers)
+    def respond(self, method, path, request):
+        status, answer, headers = self.fake.handle(method, path, request, self.headers.get("Idempotency-Key"))
+        return status, answer, headers | {"Request-Id": f"req_{len(self.fake.requests)}"}
 
-        def _answer(self, status: int, answer: dict, headers: dict):
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Request-Id", f"req_{len(fake.requests)}")
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self):
-            self._serve("POST")
-
-        def do_GET(self):
-            self._serve("GET")
-
-    return Handler
+    def fault_answer(self, status):
+        return _error("Too many requests" if status == 429 else "An unknown error occurred", "api_error")
 
 
-@contextmanager
-def serving(fake, handler=_handler):
-    """``fake`` on a loopback port, answered by ``handler(fake)``; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(fake))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def serving(fake: FakeStripe):
+    """``fake`` on a loopback port; yields its base URL."""
+    return serve(fake, StripeHandler)

@@ -14,8 +14,7 @@ from billing_assets.providers.orb_api import OrbProvider, event_json, major_text
 from billing_assets.providers.refunds import plan as plan_refunds
 from billing_assets.providers.reconciliation import usage_rows
 from billing_assets_tests.conftest import reference_files
-from billing_assets_tests.providers.fake_orb import FakeOrb, handler
-from billing_assets_tests.providers.fake_stripe import serving
+from billing_assets_tests.providers.fake_orb import FakeOrb, serving
 from billing_assets_tests.usage.helpers import event
 from billing_assets_tests.providers.test_sync import AS_OF, EXPECTED, LINES, MAPPING, checks, day_file, ledger, sync
 
@@ -27,7 +26,7 @@ NOON = datetime(2026, 1, 5, 12, tzinfo=timezone.utc)
 @pytest.fixture
 def orb_account():
     fake = FakeOrb(now=datetime.fromisoformat(AS_OF))
-    with serving(fake, handler) as url:
+    with serving(fake) as url:
         yield fake, url
     assert fake.problems == []  # every request and answer matched Orb's published types
 
