@@ -108,8 +108,9 @@ def test_a_full_disk_for_the_local_instance_is_one_line_and_the_next_run_converg
     if prefix is None:
         pytest.skip("no mount namespace here to give the instance a small disk of its own (unshare -m)")
     _, reference = clean_run(tmp_path)
-    # the disk fills while the reference job is recorded, and while the daily job is
-    for left in (600_000, 2_000_000):
+    # the disk fills while the daily job is recorded (600,000 bytes left fills it during the
+    # reference job's run: that case passed too, and is left out for the suite's time)
+    for left in (2_000_000,):
         bucket, home, out = fresh_bucket(), tmp_path / f"home-{left}", tmp_path / f"out-{left}"
         home.mkdir()
         out.mkdir()
