@@ -134,8 +134,11 @@ class OrbProvider:
             if backfill_id and not any(row.status == "sent" for row in settled.values()):
                 try:
                     self.client.events.backfills.close(backfill_id)
-                except orb.APIError:
-                    pass  # left pending: the next send of this day reuses it and closes it
+                except orb.APIError as error:
+                    # Orb counts none of it until closed: sent again next run (the keys make that
+                    # harmless), into this backfill, which that run closes
+                    settled = {identifier: outcome(row, "sent", reason=f"backfill {backfill_id} not closed: {error}")
+                               if row.status == "acknowledged" else row for identifier, row in settled.items()}
             done |= {(row.provider, identifier): row for identifier, row in settled.items()}
         return done
 

@@ -129,11 +129,18 @@ def test_a_late_days_unanswered_send_goes_again_into_its_backfill_and_a_refused_
     assert [row.status for row in again.values()] == ["acknowledged"] and fake.held("ext_acme", "egress_gb") == 1
     assert [b["status"] for b in fake.backfills.values()] == ["reflected"]
 
-    more = rows_for({("acme", "egress_gb"): Decimal(3)}, settle(rows, again), now=late)
+    more = rows_for({("acme", "egress_gb"): Decimal(2)}, settle(rows, again), now=late)
+    fake.faults += [("POST /events/backfills/bf_2/close", "500", 0)]  # the events are in, the backfill stays open
+    [unclosed] = client(url, retries=0).send_usage(more, late).values()
+    assert unclosed.status == "sent" and unclosed.failure_reason.startswith("backfill bf_2 not closed")
+    [closed] = client(url).send_usage([unclosed], late).values()
+    assert closed.status == "acknowledged" and fake.held("ext_acme", "egress_gb") == 2
+
+    more = rows_for({("acme", "egress_gb"): Decimal(3)}, settle(rows, again) + [closed], now=late)
     fake.faults += [("POST /ingest", "429", 0)] * 2  # refused on both tries: not taken
     [refused] = client(url, retries=1).send_usage(more, late).values()
     assert (refused.status, refused.retryable) == ("failed", True)
-    assert [b["status"] for b in fake.backfills.values()] == ["reflected", "reflected"]  # none left pending
+    assert [b["status"] for b in fake.backfills.values()] == ["reflected"] * 3  # none left pending
 
 
 def _credit_note(invoice_number: str, amount_minor: int, currency: str = "USD"):
