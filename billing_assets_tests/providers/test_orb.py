@@ -61,7 +61,7 @@ def test_a_day_past_the_grace_period_goes_in_one_backfill_exactly_once_and_late_
         result = sync(instance, provider)
         assert result.success and all(checks(result).values()), checks(result)
     assert fake.held("ext_acme", "egress_gb") == Decimal("2.00")
-    assert [event["idempotency_key"] for event in fake.events.values()][-1] == "usage:2026-01-05:acme:egress_gb:2"
+    assert [sent["idempotency_key"] for sent in fake.events.values()][-1] == "usage:2026-01-05:acme:egress_gb:2"
     assert fake.events["usage:2026-01-05:acme:egress_gb:2"]["properties"] == {"quantity": Decimal("0.25")}
     assert [b["status"] for b in fake.backfills.values()] == ["reflected", "reflected"]
 
