@@ -174,7 +174,7 @@ def _repeats(spill: Spill, parts: _Chunks, run: tuple[int, int]) -> tuple[pa.Tab
     batches = []
     for chunk in parts.chunks:  # only the run's buckets of each chunk are read
         bounds = chunk.key_bounds - chunk.key_bounds[low]
-        keys = spill.read_parts(f"keys-{chunk.name}", low, high) if bounds[high] else None
+        keys = spill.read_parts(f"keys-{chunk.name}", chunk.key_bounds, low, high) if bounds[high] else None
         batches.append(BucketedKeys(keys.column("key").combine_chunks(), keys.column("row").to_numpy(), bounds)
                        if keys is not None else BucketedKeys(pa.array([], pa.string()), np.zeros(0, np.int64), bounds))
     repeat, first, held = repeats_in_run(batches, parts.starts[:-1], run)

@@ -14,6 +14,11 @@ import tempfile
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+# buckets written together as one record batch: a batch per bucket made each chunk's key file
+# 1,024 tiny batches, most of a day of many small objects' ingest time; a run of buckets reads
+# the parts that hold it, at most a part's worth more at either end
+BUCKETS_PER_PART = 32
+
 
 class Spill:
     def __init__(self, parent: str | None = None):
@@ -38,15 +43,25 @@ class Spill:
         return ipc.open_file(pa.memory_map(self.path(name))).get_batch(0)
 
     def write_parts(self, name: str, table: pa.Table, bounds) -> None:
-        """``table`` as one record batch per part: rows ``bounds[i]`` to ``bounds[i + 1]``."""
-        table = table.combine_chunks()
+        """``table``, whose bucket ``i`` is rows ``bounds[i]`` to ``bounds[i + 1]``, as one record
+        batch per ``BUCKETS_PER_PART`` neighbouring buckets."""
+        table, edges = table.combine_chunks(), _part_edges(bounds)
         with pa.OSFile(self.path(name), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
-            for start, end in zip(bounds[:-1], bounds[1:]):
+            for start, end in zip(edges[:-1], edges[1:]):
                 writer.write_batch(table.slice(int(start), int(end - start)).to_batches(max_chunksize=None)[0]
                                    if end > start else pa.RecordBatch.from_pylist([], schema=table.schema))
 
-    def read_parts(self, name: str, first: int, last: int) -> pa.Table:
-        """Parts ``first`` to ``last`` (excluded) of a file written by ``write_parts``."""
+    def read_parts(self, name: str, bounds, first: int, last: int) -> pa.Table:
+        """Buckets ``first`` to ``last`` (excluded) of a file ``write_parts`` wrote with ``bounds``:
+        the parts that hold them are read, at most a part more than asked for at either end."""
+        low, high = first // BUCKETS_PER_PART, -(-last // BUCKETS_PER_PART)
         with pa.OSFile(self.path(name)) as source:
             reader = ipc.open_file(source)
-            return pa.Table.from_batches([reader.get_batch(part) for part in range(first, last)], reader.schema)
+            table = pa.Table.from_batches([reader.get_batch(part) for part in range(low, high)], reader.schema)
+        offset = int(bounds[low * BUCKETS_PER_PART])
+        return table.slice(int(bounds[first]) - offset, int(bounds[last] - bounds[first]))
+
+
+def _part_edges(bounds):
+    edges = list(bounds[::BUCKETS_PER_PART])
+    return edges if (len(bounds) - 1) % BUCKETS_PER_PART == 0 else [*edges, bounds[-1]]
