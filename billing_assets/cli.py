@@ -463,6 +463,7 @@ def demo() -> int:
     )
 
     _default_home()
+    embedded = not os.environ.get("AWS_ENDPOINT_URL")
     started = _use_embedded_s3(Path(".demo"))
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     print(f"S3 endpoint {endpoint}" + (" (embedded, started now)" if started else ""))
@@ -497,6 +498,9 @@ def demo() -> int:
         _show_provider_plans(DEMO_MONTH.strftime("%Y-%m"), days_between(DEMO_MONTH, month_end))
     print(f"\nTables: s3://{os.environ['BILLING_BUCKET']}/warehouse/<table>/dt=YYYY-MM-DD/part-00000.parquet "
           f"at {endpoint}\nNext: `make ui` opens the Dagster UI on this instance and bucket.")
+    if embedded:
+        print("The embedded S3 server keeps running (its data lives in its memory, for `make ui`); "
+              "`make stop-s3` stops it.")
     return status
 
 
