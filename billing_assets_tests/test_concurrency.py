@@ -3,9 +3,11 @@ instance and bucket (an operator and a scheduled run racing): the end state is o
 document is issued twice and no correction is numbered twice. (moto is not S3: this shows the
 platform's logic — conditional writes, a 412 read back and compared — not S3's atomicity.)"""
 
+import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -115,9 +117,11 @@ def test_under_the_production_run_coordinator_runs_of_one_partition_wait_for_eac
         for name, value in postgres_env(postgres, bucket).items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("DAGSTER_HOME", str(production_config(tmp_path)))
+        # its own process group: the code servers it starts go with it (they outlived a plain
+        # terminate, one per test run)
         daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
                                    str(ROOT / "workspace.yaml")], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             with dg.DagsterInstance.get() as instance:
                 for job, partition in (("daily_usage_job", "2026-01-05"), ("monthly_billing_job", "2026-01")):
@@ -127,7 +131,11 @@ def test_under_the_production_run_coordinator_runs_of_one_partition_wait_for_eac
                     for earlier, later in zip(records, records[1:]):
                         assert earlier.end_time <= later.start_time, f"two runs of {partition} overlapped"
         finally:
-            daemon.terminate()
-            daemon.wait(timeout=60)
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=60)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(daemon.pid, signal.SIGKILL)
     documents = _documents(s3, bucket)
     assert sorted(documents) == ["INV-202601-globex.json"] and documents["INV-202601-globex.json"]["total_minor"] == 11610
