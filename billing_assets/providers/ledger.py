@@ -117,6 +117,11 @@ def significant_digits(quantity: Decimal) -> int:
     return len(quantity.normalize().as_tuple().digits)
 
 
+def unmapped(customer_id: str, provider: str) -> str:
+    """Why a send or refund of an unmapped customer failed (retryable: the fix is the mapping)."""
+    return f"customer {customer_id} has no {provider} customer in reference/provider_customers.csv"
+
+
 def too_precise(row: SyncRow, provider: str) -> SyncRow | None:
     """The row failed when ``provider`` could not hold its quantity exactly, else None."""
     if significant_digits(row.quantity_sent) <= MAX_DIGITS:

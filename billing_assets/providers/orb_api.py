@@ -32,7 +32,7 @@ from itertools import groupby
 
 from billing_assets.lib.currency import MINOR_UNIT_EXPONENT
 from billing_assets.lib.money import minor_units
-from billing_assets.providers.ledger import SyncRow, outcome, plain, too_precise
+from billing_assets.providers.ledger import SyncRow, outcome, plain, too_precise, unmapped
 from billing_assets.providers.refunds import RefundRow
 
 GRACE_PERIOD = timedelta(hours=12)
@@ -111,8 +111,8 @@ class OrbProvider:
         orb, done, ready = self._orb, {}, []
         for row in rows:
             if row.provider_customer_id is None:
-                done[(row.provider, row.identifier)] = outcome(row, "failed", retryable=True, reason=(
-                    f"customer {row.customer_id} has no Orb customer in reference/provider_customers.csv"))
+                done[(row.provider, row.identifier)] = outcome(row, "failed", retryable=True,
+                                                               reason=unmapped(row.customer_id, "Orb"))
             elif (refused := too_precise(row, "Orb")) is not None:
                 done[(row.provider, row.identifier)] = refused
             else:
@@ -157,8 +157,7 @@ class OrbProvider:
 
     def _request(self, row: RefundRow) -> RefundRow:
         if row.provider_customer_id is None:
-            return replace(row, status="failed", retryable=True, failure_reason=(
-                f"customer {row.customer_id} has no Orb customer in reference/provider_customers.csv"))
+            return replace(row, status="failed", retryable=True, failure_reason=unmapped(row.customer_id, "Orb"))
         found = self._earlier(row)
         if found is not None:
             return replace(row, status="succeeded", provider_refund_id=found.id, provider_payment_id=found.invoice_id,
@@ -171,11 +170,12 @@ class OrbProvider:
             return replace(row, status="failed", retryable=False, provider_payment_id=invoice.id, failure_reason=(
                 f"Orb invoice {invoice.id} is in {invoice.currency.upper()}, the credit note in {row.currency}"))
         lines, left = [], row.amount_minor
+        amounts = [(minor_units(Fraction(line.amount), row.currency), line.id) for line in invoice.line_items]
         # credited line by line, largest first: a credit note line may not exceed its invoice line
-        for line in sorted(invoice.line_items, key=lambda line: -minor_units(Fraction(line.amount), row.currency)):
-            share = min(left, minor_units(Fraction(line.amount), row.currency))
+        for amount, line_id in sorted(amounts, key=lambda pair: -pair[0]):
+            share = min(left, amount)
             if share > 0:
-                lines.append({"amount": major_text(share, row.currency), "invoice_line_item_id": line.id})
+                lines.append({"amount": major_text(share, row.currency), "invoice_line_item_id": line_id})
                 left -= share
         if left:
             return replace(row, status="failed", retryable=False, provider_payment_id=invoice.id, failure_reason=(

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from dataclasses import replace
 
-from billing_assets.providers.ledger import SyncRow, outcome, plain, too_precise
+from billing_assets.providers.ledger import SyncRow, outcome, plain, too_precise, unmapped
 from billing_assets.providers.refunds import RefundRow
 
 IDENTIFIER_WINDOW = timedelta(hours=24)
@@ -68,8 +68,7 @@ class StripeProvider:
         """The row's outcome when it must not, or cannot, be sent; None when it may go."""
         moment = datetime.combine(row.day, clock_time(12), timezone.utc)
         if row.provider_customer_id is None:
-            return outcome(row, "failed", reason=f"customer {row.customer_id} has no Stripe customer in "
-                                                 "reference/provider_customers.csv", retryable=True)
+            return outcome(row, "failed", reason=unmapped(row.customer_id, "Stripe"), retryable=True)
         if row.status == "sent" and now - row.planned_at > IDENTIFIER_WINDOW:
             return outcome(row, "sent", reason="no answer was received and Stripe's 24 h identifier window has "
                                                "passed: a re-send could count twice; see provider_reconciliation")
@@ -129,8 +128,7 @@ class StripeProvider:
     def _request(self, row: RefundRow) -> RefundRow:
         stripe = self._stripe
         if row.provider_customer_id is None:
-            return replace(row, status="failed", retryable=True, failure_reason=(
-                f"customer {row.customer_id} has no Stripe customer in reference/provider_customers.csv"))
+            return replace(row, status="failed", retryable=True, failure_reason=unmapped(row.customer_id, "Stripe"))
         payment = self._payment(row)
         if payment is None:
             return replace(row, status="failed", retryable=True, failure_reason=(
