@@ -48,6 +48,43 @@ class CheckedObject:
         return sum(chunk.lines for chunk in self.chunks)
 
 
+@dataclass
+class CheckedLines:
+    """One chunk of lines checked: the passed lines (``PASSED_COLUMNS``, in line order), the
+    rejected ones with reason, detail and raw text (None when none was), and their reasons."""
+
+    passed: pa.Table
+    rejected: pa.Table | None
+    reasons: Counter
+    ignored_fields: int
+
+
+def check_lines(lines, last_modified: datetime, ctx: _PartitionContext) -> CheckedLines:
+    """Every check of §3 over one chunk of an object's lines: the per-object rule, whatever runs it."""
+    parsed = parse_object(lines, ctx.property_fields)
+    parsed = parsed.append_column("line_number", pa.array(lines.line_numbers).take(parsed.column("row")))
+    # parsing keeps the lines' order, so a checked row's index is its position among the lines
+    rows = _validate_object(parsed, last_modified, ctx)
+    ignored = int(pc.sum(parsed.column("ignored_fields")).as_py() or 0)
+    passed = _absent(rows.column("reason"))
+    good = rows.select(PASSED_COLUMNS)
+    if passed.all():
+        return CheckedLines(good, None, Counter(), ignored)
+    taken = pa.array(np.flatnonzero(~passed))
+    bad = _attributed(rows.select(["line_number", "reason", "detail", "customer_id", "meter", "quantity"])
+                      .take(taken), ctx)
+    reasons = Counter(dict(zip(*(pc.value_counts(bad.column("reason")).flatten()[i].to_pylist() for i in (0, 1)))))
+    return CheckedLines(good.filter(pa.array(passed)), bad.append_column("line", lines.lines.take(taken)), reasons,
+                        ignored)
+
+
+def bucketed_keys(passed: pa.Table):
+    """The passed lines' dedupe keys by fine bucket, each with its row among them."""
+    event_id = _single_array(passed.column("event_id"))
+    return bucketed(dedupe_keys(_single_array(passed.column("source")), event_id), tails(event_id),
+                    np.arange(passed.num_rows, dtype=np.int64))
+
+
 def check_object(index: int, key: str, stream, last_modified: datetime, ctx: _PartitionContext, spill: Spill,
                  chunk_bytes: int | None) -> CheckedObject:
     checked = CheckedObject(key)
@@ -58,28 +95,15 @@ def check_object(index: int, key: str, stream, last_modified: datetime, ctx: _Pa
         if lines.is_empty:
             continue
         name = f"{index:07d}-{number:05d}"
-        parsed = parse_object(lines, ctx.property_fields)
-        parsed = parsed.append_column("line_number", pa.array(lines.line_numbers).take(parsed.column("row")))
-        # parsing keeps the lines' order, so a checked row's index is its position among the lines
-        rows = _validate_object(parsed, last_modified, ctx)
-        checked.ignored_fields += int(pc.sum(parsed.column("ignored_fields")).as_py() or 0)
-        passed = _absent(rows.column("reason"))
-        good = rows.select(PASSED_COLUMNS)
-        if not passed.all():
-            good = good.filter(pa.array(passed))
-            rejected = np.flatnonzero(~passed)
-            taken = pa.array(rejected)
-            bad = _attributed(rows.select(["line_number", "reason", "detail", "customer_id", "meter", "quantity"])
-                              .take(taken), ctx)
-            spill.write(f"rejects-{name}", bad.append_column("line", lines.lines.take(taken)))
-            checked.reasons.update(dict(zip(*(pc.value_counts(bad.column("reason")).flatten()[i].to_pylist()
-                                              for i in (0, 1)))))
-        event_id = _single_array(good.column("event_id"))
-        keys = bucketed(dedupe_keys(_single_array(good.column("source")), event_id), tails(event_id),
-                        np.arange(good.num_rows, dtype=np.int64))
-        spill.write(f"passed-{name}", good)
+        done = check_lines(lines, last_modified, ctx)
+        checked.ignored_fields += done.ignored_fields
+        checked.reasons.update(done.reasons)
+        if done.rejected is not None:
+            spill.write(f"rejects-{name}", done.rejected)
+        keys = bucketed_keys(done.passed)
+        spill.write(f"passed-{name}", done.passed)
         spill.write_parts(f"keys-{name}", pa.table({"key": keys.keys, "row": keys.rows}), keys.bounds)
-        checked.chunks.append(CheckedChunk(name, len(lines.line_numbers), good.num_rows, keys.bounds))
+        checked.chunks.append(CheckedChunk(name, len(lines.line_numbers), done.passed.num_rows, keys.bounds))
     return checked
 
 

@@ -249,13 +249,17 @@ def _publish_events(spill: Spill, parts: _Chunks, repeats: pa.Table, sink: Table
             keep = np.ones(table.num_rows, dtype=bool)
             keep[repeated[low:high] - parts.starts[index]] = False
             table = table.filter(pa.array(keep))
-        key = pa.repeat(pa.scalar(parts.owners[index].key, pa.string()), table.num_rows)
-        return pa.Table.from_arrays([key, *table.select(USAGE_EVENTS_SCHEMA.names[1:]).columns],
-                                    schema=USAGE_EVENTS_SCHEMA)
+        return published_events(parts.owners[index].key, table)
 
     for table in _in_order(pool, accepted, range(len(parts.chunks)), ahead):
         result.accepted += table.num_rows
         sink.write(table)
+
+
+def published_events(object_key: str, passed: pa.Table) -> pa.Table:
+    """Accepted lines of one object as ``usage_events`` rows."""
+    key = pa.repeat(pa.scalar(object_key, pa.string()), passed.num_rows)
+    return pa.Table.from_arrays([key, *passed.select(USAGE_EVENTS_SCHEMA.names[1:]).columns], schema=USAGE_EVENTS_SCHEMA)
 
 
 def _publish_duplicates(repeats: pa.Table, sink: TableSink, result: IngestResult) -> None:
@@ -269,14 +273,8 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked
                         pool: ThreadPoolExecutor) -> None:
     """Unreadable objects first (in key order), then every rejected line and conflicting copy by
     (object key, line number); the quarantine records list the lines first, the files last."""
-    files = pa.table({
-        "object_key": [item.key for item in checked if item.unreadable],
-        "line_number": pa.nulls(len(result.unreadable_objects), pa.int64()),
-        "reason": [Reason.UNREADABLE_FILE.value] * len(result.unreadable_objects),
-        "detail": [item.unreadable for item in checked if item.unreadable],
-        **{name: pa.nulls(len(result.unreadable_objects), QUARANTINED_EVENTS_SCHEMA.field(name).type)
-           for name in ("customer_id", "meter", "quantity")},
-    }, schema=QUARANTINED_EVENTS_SCHEMA)
+    files = unreadable_quarantine([item.key for item in checked if item.unreadable],
+                                  [item.unreadable for item in checked if item.unreadable])
     sinks.quarantined.write(files)
     conflicts = repeats.filter(repeats.column("conflict"))
     counts = Counter({Reason.UNREADABLE_FILE.value: files.num_rows, Reason.DUPLICATE_CONFLICT.value: conflicts.num_rows})
@@ -284,7 +282,7 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked
         counts.update(item.reasons)
     result.reason_counts.update(counts)
     conflict_rows = conflicts.column("row").to_numpy()
-    texts = _conflict_texts(conflicts, {raw.key: raw for raw in ordered}, limits.chunk_bytes)
+    texts = conflict_texts(conflicts, {raw.key: raw for raw in ordered}, limits.chunk_bytes)
 
     def rejected(index: int) -> pa.Table | None:  # the chunk's rejected lines and conflicting copies
         chunk, pieces = parts.chunks[index], []
@@ -292,17 +290,7 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked
             pieces.append(pa.Table.from_batches([spill.read(f"rejects-{chunk.name}")]))
         low, high = np.searchsorted(conflict_rows, parts.starts[index:index + 2])
         if high > low:
-            mine = conflicts.slice(low, high - low)
-            pieces.append(pa.table({
-                "line_number": mine.column("line_number"),
-                "reason": pa.repeat(pa.scalar(Reason.DUPLICATE_CONFLICT.value, pa.string()), mine.num_rows),
-                # source and event_id passed their charsets: quoted, they are their own repr
-                "detail": join_texts("(source '", mine.column("source"), "', event_id '", mine.column("event_id"),
-                                     "') was first seen at ", mine.column("first_object_key"), " line ",
-                                     mine.column("first_line_number").cast(pa.string()), " with a different payload"),
-                **{name: mine.column(name) for name in ("customer_id", "meter", "quantity")},
-                "line": texts.slice(low, high - low),
-            }))
+            pieces.append(conflict_quarantine(conflicts.slice(low, high - low), texts.slice(low, high - low)))
         if not pieces:
             return None
         rejects = pa.concat_tables(pieces)
@@ -319,7 +307,32 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked
                         .select(QUARANTINE_RECORD_SCHEMA.names).cast(QUARANTINE_RECORD_SCHEMA))
 
 
-def _conflict_texts(conflicts: pa.Table, raw_of: dict[str, RawObject], chunk_bytes: int | None) -> pa.Array:
+def unreadable_quarantine(keys: list[str], details: list[str]) -> pa.Table:
+    """The quarantine rows of unreadable objects: one per object, no line."""
+    return pa.table({
+        "object_key": keys, "line_number": pa.nulls(len(keys), pa.int64()),
+        "reason": [Reason.UNREADABLE_FILE.value] * len(keys), "detail": details,
+        **{name: pa.nulls(len(keys), QUARANTINED_EVENTS_SCHEMA.field(name).type)
+           for name in ("customer_id", "meter", "quantity")},
+    }, schema=QUARANTINED_EVENTS_SCHEMA)
+
+
+def conflict_quarantine(mine: pa.Table, texts: pa.Array) -> pa.Table:
+    """The quarantine rows (but object_key) of conflicting copies — ``mine`` as ``_repeats``
+    gives them — with their raw ``texts``."""
+    return pa.table({
+        "line_number": mine.column("line_number"),
+        "reason": pa.repeat(pa.scalar(Reason.DUPLICATE_CONFLICT.value, pa.string()), mine.num_rows),
+        # source and event_id passed their charsets: quoted, they are their own repr
+        "detail": join_texts("(source '", mine.column("source"), "', event_id '", mine.column("event_id"),
+                             "') was first seen at ", mine.column("first_object_key"), " line ",
+                             mine.column("first_line_number").cast(pa.string()), " with a different payload"),
+        **{name: mine.column(name) for name in ("customer_id", "meter", "quantity")},
+        "line": texts,
+    })
+
+
+def conflict_texts(conflicts: pa.Table, raw_of: dict[str, RawObject], chunk_bytes: int | None) -> pa.Array:
     """The raw text of each conflicting copy, in the conflicts' order: its object is read again
     (a conflict is found after its object was let go)."""
     pieces = []
