@@ -631,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="materialise every daily partition in a date range")
     run_parser.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
     run_parser.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    run_parser.add_argument("--engine", choices=("local", "spark"),
+                            help="where a day's ingest and metering run (default $BILLING_ENGINE, else local)")
     commands.add_parser("demo", help="embedded S3, a synthetic month, and a run over it")
     ui_parser = commands.add_parser("ui", help="the Dagster UI on the demo's instance and bucket")
     ui_parser.add_argument("--port", type=int, default=3000)
@@ -646,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
+            if args.engine:  # what the engine resource reads, in this run's process
+                os.environ["BILLING_ENGINE"] = args.engine
             return run(parse_day(args.start, "--from"), parse_day(args.end, "--to")).status
         if args.command == "demo":
             return demo()

@@ -23,6 +23,7 @@ from billing_assets.rating import assets as rating_assets
 from billing_assets.rating import checks as rating_checks
 from billing_assets.reference import assets as reference_assets
 from billing_assets.invoicing.policy import BillingPolicy
+from billing_assets.lib.engine import BillingEngine
 from billing_assets.jobs import analytics_job, daily_usage_job, monthly_billing_job, reference_job, statements_job
 from billing_assets.resources import billing_lake
 from billing_assets.usage import assets as usage_assets
@@ -59,5 +60,6 @@ defs = dg.Definitions(
     # process per step (the default) bought no parallelism and cost ~3 s of start-up per step
     executor=dg.in_process_executor,
     resources={"lake": billing_lake(), "billing_policy": BillingPolicy(), "landing_watch": LandingWatch(),
-               "sla": SlaPolicy(), "ingest_limits": IngestLimits(), "billing_provider": BillingProvider()},
+               "sla": SlaPolicy(), "ingest_limits": IngestLimits(), "billing_provider": BillingProvider(),
+               "engine": BillingEngine()},
 )

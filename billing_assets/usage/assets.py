@@ -1,10 +1,12 @@
 """Daily ingest: every raw object of a day becomes accepted events, duplicates or quarantine."""
 
 
+import dataclasses
 import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
@@ -12,6 +14,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from billing_assets.lib.checks import markdown_preview, table_metadata
+from billing_assets.lib.engine import BillingEngine
 from billing_assets.lib.lake import BillingLake, ParquetFileSink
 from billing_assets.lib.memory import give_back_memory
 from billing_assets.partitions import daily_usage_partitions
@@ -70,17 +73,18 @@ USAGE_SCHEMAS = {"usage_events": USAGE_EVENTS_SCHEMA, "quarantined_events": QUAR
 
 
 def ingest_day(lake: BillingLake, day: str, reference: ReferenceData, objects: list[RawObject] | None = None,
-               limits: Limits = Limits()) -> tuple[IngestResult, dict[str, pa.Table]]:
+               limits: Limits = Limits(), engine: Callable[[Sinks], IngestResult] | None = None,
+               ) -> tuple[IngestResult, dict[str, pa.Table]]:
     """Ingest one day and publish its three tables and its quarantine, streamed through local
-    files (a day is never held in memory); returns the counts and each table's first rows."""
+    files (a day is never held in memory); returns the counts and each table's first rows.
+    ``engine`` fills the sinks in the tables' order (default: this process, ``ingest_into``)."""
     objects = load_raw_objects(lake, day) if objects is None else objects
+    engine = engine or (lambda sinks: ingest_into(date.fromisoformat(day), objects, reference, sinks, limits))
     with tempfile.TemporaryDirectory(prefix="billing-publish-", dir=limits.spill_dir) as directory:
         tables = {name: ParquetFileSink(os.path.join(directory, f"{name}.parquet"), schema)
                   for name, schema in USAGE_SCHEMAS.items()}
         records = RecordsFileSink(os.path.join(directory, "lines.jsonl.gz"))
-        result = ingest_into(date.fromisoformat(day), objects, reference,
-                             Sinks(tables["usage_events"], tables["quarantined_events"], tables["duplicate_events"],
-                                   records), limits)
+        result = engine(Sinks(tables["usage_events"], tables["quarantined_events"], tables["duplicate_events"], records))
         for sink in (*tables.values(), records):
             sink.close()
         for name, sink in tables.items():
@@ -155,33 +159,57 @@ def _table_spec(name: str, model, description: str) -> dg.AssetSpec:
     partitions_def=daily_usage_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake, ingest_limits: IngestLimits):
+def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake, ingest_limits: IngestLimits,
+                 engine: BillingEngine):
     """Ingest each day of the run: read every raw object, apply the contract, publish the three
     tables and the quarantine. Re-running a day replaces its partitions with identical content."""
+    if engine.is_spark:
+        yield from engine.run_spark(context, "ingest", {"limits": dataclasses.asdict(ingest_limits.limits())})
+        return
     reference = read_reference(lake)
+    per_day, fingerprints, heads = ingest_days(lake, context.partition_keys, reference, ingest_limits.limits(),
+                                               context.log)
+    for table_name, metadata in ingest_metadata(lake, context.partition_keys, per_day, fingerprints, heads,
+                                                reference.fingerprint, {"engine": "local"}).items():
+        yield dg.MaterializeResult(asset_key=table_name, metadata=metadata)
+
+
+DayEngine = Callable[[str, list[RawObject], Sinks], IngestResult]  # one day's objects → the sinks filled
+
+
+def ingest_days(lake: BillingLake, days: list[str], reference: ReferenceData, limits: Limits, log,
+                engine: DayEngine | None = None) -> tuple[dict[str, IngestResult], dict[str, str], dict[str, pa.Table]]:
+    """Each day ingested and published in turn: its counts, the fingerprint of the objects it
+    read, and the last day's first rows of each table."""
     per_day: dict[str, IngestResult] = {}
     fingerprints: dict[str, str] = {}
     heads: dict[str, pa.Table] = {}
-    for day in context.partition_keys:
+    for day in days:
         objects = load_raw_objects(lake, day)
         fingerprints[day] = day_fingerprint(objects)
         started = time.perf_counter()
-        result, heads = ingest_day(lake, day, reference, objects, ingest_limits.limits())
+        result, heads = ingest_day(lake, day, reference, objects, limits,
+                                   engine and (lambda sinks, day=day, objects=objects: engine(day, objects, sinks)))
         result.stage_seconds["published"] = time.perf_counter() - started - sum(result.stage_seconds.values())
         give_back_memory()
-        context.log.info(
+        log.info(
             f"{day}: {result.lines_read} lines → {result.accepted} accepted, "
             f"{result.duplicate_count} duplicates, {result.quarantined_line_count} quarantined"
             + (f"; unreadable objects: {result.unreadable_objects}" if result.unreadable_objects else "")
         )
         per_day[day] = result
+    return per_day, fingerprints, heads
 
+
+def ingest_metadata(lake: BillingLake, days: list[str], per_day: dict[str, IngestResult], fingerprints: dict[str, str],
+                    heads: dict[str, pa.Table], reference_fingerprint: str, engine_facts: dict) -> dict[str, dict]:
+    """What each of the three tables' materialisation says, whichever engine ran the days."""
     single = len(per_day) == 1
     only = next(iter(per_day.values()))
-    shared = {"reference_fingerprint": reference.fingerprint, "per_day_counts": dg.MetadataValue.json(
+    shared = {"reference_fingerprint": reference_fingerprint, "per_day_counts": dg.MetadataValue.json(
         {day: _day_counts(result) for day, result in per_day.items()}),
         # what each day's run read, so the raw-usage sensor need not ingest the same objects again
-        RAW_FINGERPRINTS: dg.MetadataValue.json(fingerprints)}
+        RAW_FINGERPRINTS: dg.MetadataValue.json(fingerprints), **engine_facts}
     if single:
         shared |= _day_metadata(only)
     else:
@@ -189,9 +217,11 @@ def usage_ingest(context: dg.AssetExecutionContext, lake: BillingLake, ingest_li
                    "lines_read": sum(r.lines_read for r in per_day.values())}
     rows_of = {"usage_events": lambda r: r.accepted, "duplicate_events": lambda r: r.duplicate_count,
                "quarantined_events": lambda r: r.quarantined_line_count + len(r.unreadable_objects)}
+    result = {}
     for table_name in USAGE_TABLES:
         metadata = dict(shared) | {"dagster/row_count": sum(rows_of[table_name](r) for r in per_day.values())}
         if single:
-            metadata |= {"dagster/uri": lake.uri(lake.partition_key(table_name, context.partition_keys[0])),
+            metadata |= {"dagster/uri": lake.uri(lake.partition_key(table_name, days[0])),
                          "preview": markdown_preview(heads[table_name])}
-        yield dg.MaterializeResult(asset_key=table_name, metadata=metadata)
+        result[table_name] = metadata
+    return result

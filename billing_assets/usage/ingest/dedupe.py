@@ -45,11 +45,15 @@ class BucketedKeys:
     bounds: np.ndarray  # where each fine bucket starts, and the end
 
 
+def fine_buckets(tails: np.ndarray) -> np.ndarray:
+    """Each key's fine bucket: equal keys, equal buckets. The top ten bits of a multiplicative
+    (Fibonacci) hash of the tails: ids that differ only in their last digits still land in
+    buckets spread over the whole range, which runs of neighbouring buckets then share out evenly."""
+    return (((tails.astype(np.uint32) * 0x9E37) & 0xFFFF) >> (16 - FINE_BUCKET_BITS)).astype(np.uint16)
+
+
 def bucketed(keys: pa.Array, tails: np.ndarray, rows: np.ndarray) -> BucketedKeys:
-    # the top ten bits of a multiplicative (Fibonacci) hash of the tails: ids that differ only
-    # in their last digits still land in buckets spread over the whole range, which runs of
-    # neighbouring buckets then share out evenly
-    bucket = (((tails.astype(np.uint32) * 0x9E37) & 0xFFFF) >> (16 - FINE_BUCKET_BITS)).astype(np.uint16)
+    bucket = fine_buckets(tails)
     order = np.argsort(bucket, kind="stable")  # 16 bits: a radix sort; stable keeps the rows' order
     bounds = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=FINE_BUCKETS))))
     return BucketedKeys(keys.take(pa.array(order)), rows[order], bounds)

@@ -303,8 +303,13 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked
         if rejects is not None:
             sinks.quarantined.write(rejects.select(QUARANTINED_EVENTS_SCHEMA.names).cast(QUARANTINED_EVENTS_SCHEMA))
             sinks.records.write(rejects.select(QUARANTINE_RECORD_SCHEMA.names).cast(QUARANTINE_RECORD_SCHEMA))
-    sinks.records.write(files.append_column("line", pa.nulls(files.num_rows, pa.large_string()))
-                        .select(QUARANTINE_RECORD_SCHEMA.names).cast(QUARANTINE_RECORD_SCHEMA))
+    sinks.records.write(file_records(files))
+
+
+def file_records(files: pa.Table) -> pa.Table:
+    """The quarantine records of unreadable objects (``unreadable_quarantine`` rows): no line text."""
+    return (files.append_column("line", pa.nulls(files.num_rows, pa.large_string()))
+            .select(QUARANTINE_RECORD_SCHEMA.names).cast(QUARANTINE_RECORD_SCHEMA))
 
 
 def unreadable_quarantine(keys: list[str], details: list[str]) -> pa.Table:
