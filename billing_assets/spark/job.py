@@ -177,7 +177,8 @@ def _facts(spark, settings: dict, started: float, session_seconds: float) -> dic
     jobs = [tracker.getJobInfo(job) for job in tracker.getJobIdsForGroup("billing")]
     stages = [tracker.getStageInfo(stage) for job in jobs if job for stage in job.stageIds]
     return {"engine": "spark", "spark/master": spark.sparkContext.master,
-            "spark/executors": max(len(spark.sparkContext._jsc.sc().getExecutorMemoryStatus()) - 1, 1),
+            # local mode: the driver is the one executor
+            "spark/executors": max(spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1, 1),
             "spark/default_parallelism": spark.sparkContext.defaultParallelism,
             "spark/shuffle_partitions": settings["partitions"],
             "spark/tasks": sum(stage.numTasks for stage in stages if stage),
