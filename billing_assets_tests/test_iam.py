@@ -23,6 +23,7 @@ KEYS = {  # one object of each prefix CONTRACT.md §1 names, and the platform's 
     "alerts": "alerts/2026-10/acme/big-api.2026-10.json",
     "entitlements": "entitlements/acme.json",
     "state": "state/reference_sensor/reference/contracts.csv",
+    "staging": "staging/spark/run-1/dt=2026-10-01/0000000/usage_events.arrow",
 }
 G, P, D = "s3:GetObject", "s3:PutObject", "s3:DeleteObject"
 EVERYWHERE = {(action, prefix) for action in (G, P, D) for prefix in KEYS}
@@ -30,13 +31,20 @@ ALLOWED = {
     "producer": {(P, "raw")},
     "billing-ops": {(G, "reference"), (P, "reference")} | {(G, prefix) for prefix in (
         "warehouse", "quarantine", "issued", "statement", "alerts", "entitlements")},
-    "platform": {(G, prefix) for prefix in KEYS}
-    | {(P, prefix) for prefix in KEYS if prefix not in ("raw", "reference")}
+    "platform": {(G, prefix) for prefix in KEYS if prefix != "staging"}
+    | {(P, prefix) for prefix in KEYS if prefix not in ("raw", "reference", "staging")}
     | {(D, "quarantine"), (D, "state")},
+    # the spark engine's job (EMR Serverless job role): reads a day's inputs, publishes its daily
+    # tables and quarantine through what its tasks staged, and clears the staging after
+    "spark-job": {(G, prefix) for prefix in ("raw", "reference", "warehouse", "quarantine", "staging")}
+    | {(P, prefix) for prefix in ("warehouse", "quarantine", "staging")} | {(D, "quarantine"), (D, "staging")},
+    # the platform's extra policy when it launches that job: EMR Serverless and its logs, no S3
+    "spark-launch": set(),
     # finance and analysts: tables and documents; never raw usage or rejected lines (personal data)
     "reader": {(G, "warehouse"), (G, "issued"), (G, "statement")},
 }
-LISTS = {"producer": False, "billing-ops": True, "platform": True, "reader": True}
+LISTS = {"producer": False, "billing-ops": True, "platform": True, "reader": True, "spark-job": True,
+         "spark-launch": False}
 
 
 def _document(role: str) -> dict:

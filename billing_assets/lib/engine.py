@@ -23,9 +23,12 @@ class BillingEngine(dg.ConfigurableResource):
     spark_platform: str = Field(
         default="subprocess", description="subprocess: pyspark in local mode beside Dagster (PipesSubprocessClient); "
                                           "emr-serverless: a job run on EMR Serverless (PipesEMRServerlessClient).")
-    spark_master: str = Field(default="local[2]", description="The master of the local-mode session (subprocess).")
-    spark_partitions: int = Field(default=8, description="Tasks of each shuffle (dedupe buckets, object staging, "
-                                                         "metering keys).")
+    spark_master: str | None = Field(default=None, description="The master of the local-mode session (subprocess); "
+                                                               "defaults to $BILLING_SPARK_MASTER, else local[2].")
+    spark_partitions: int | None = Field(
+        default=None, description="Tasks of each stage (object slots, dedupe buckets, object staging, metering "
+                                  "keys); default twice the session's cores (a task costs Spark a fraction of a "
+                                  "second whatever it holds).")
     emr_serverless_config: str | None = Field(
         default=None, description="JSON file of the EMR Serverless job (deploy/emr-serverless.json); defaults to "
                                   "$BILLING_EMR_CONFIG.")
@@ -45,7 +48,8 @@ class BillingEngine(dg.ConfigurableResource):
         materialisations it reported. A failed job fails the step with Spark's error."""
         extras = {"job": job, "days": list(context.partition_keys), **(extras or {}),
                   "spark": {"partitions": self.spark_partitions,
-                            "master": self.spark_master if self.spark_platform == "subprocess" else None,
+                            "master": (self.spark_master or os.environ.get("BILLING_SPARK_MASTER") or "local[2]")
+                            if self.spark_platform == "subprocess" else None,
                             "conf": spark_conf(self.spark_partitions)}}
         if self.spark_platform == "subprocess":
             client = dg.PipesSubprocessClient()
@@ -61,8 +65,8 @@ class BillingEngine(dg.ConfigurableResource):
         raise dg.Failure(f"spark_platform {self.spark_platform!r} is not subprocess or emr-serverless")
 
 
-def spark_conf(partitions: int) -> dict[str, str]:
-    return {"spark.sql.shuffle.partitions": str(partitions), "spark.log.level": "ERROR",
+def spark_conf(partitions: int | None) -> dict[str, str]:
+    return {**({"spark.sql.shuffle.partitions": str(partitions)} if partitions else {}), "spark.log.level": "ERROR",
             "spark.ui.showConsoleProgress": "false",
             # the per-object stage hands over a chunk's rows at a time; smaller batches would split them
             "spark.sql.execution.arrow.maxRecordsPerBatch": "65536"}

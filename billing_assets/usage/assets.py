@@ -41,7 +41,8 @@ def quarantine_prefix(day: str) -> str:
 
 def load_raw_objects(lake: BillingLake, day: str) -> list[RawObject]:
     """The day's raw objects, each read from S3 only when ingest reaches it."""
-    return [RawObject(item.key, None, item.last_modified, etag=item.etag, open=lambda key=item.key: lake.open_stream(key))
+    return [RawObject(item.key, None, item.last_modified, etag=item.etag, open=lambda key=item.key: lake.open_stream(key),
+                      size=item.size)
             for item in sorted(lake.list_objects(raw_prefix(day)), key=lambda item: item.key)]
 
 

@@ -50,6 +50,7 @@ class RawObject:
     last_modified: datetime
     etag: str = ""  # as listed: what tells a replaced object from the one ingested
     open: Callable[[], BinaryIO] | None = None
+    size: int | None = None  # bytes as listed, when listed
 
     def stream(self) -> BinaryIO:
         return io.BytesIO(self.body) if self.body is not None else self.open()

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from billing_assets.demo.bench_day import SHAPES, BenchDay
+from benchmarks.day import SHAPES, BenchDay
 
 DUCKDB_QUERY = """
     SELECT customer_id, meter, sum(quantity) AS quantity, count(*) AS events FROM (
@@ -123,7 +123,7 @@ def run_ours(day: BenchDay, bucket: str, home: Path) -> dict:
 def run_duckdb(day: BenchDay, bucket: str) -> dict:
     env = os.environ | {"BILLING_BUCKET": bucket}
     request = json.dumps({"bucket": bucket, "prefix": day.prefix, "skip": day.unreadable_keys()})
-    seconds, rss, text = _timed([sys.executable, "-m", "billing_assets.bench", "--measure-duckdb", request], env)
+    seconds, rss, text = _timed([sys.executable, "-m", "benchmarks.job", "--measure-duckdb", request], env)
     return {"seconds": seconds, "peak_rss_mib": rss} | json.loads(text.strip().splitlines()[-1])
 
 
