@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: install demo ui test bench bench-spark bench-anomalies bench-backfill validate security crash-sweep stop-s3 clean
+.PHONY: install demo ui test spark-demo-check bench bench-spark bench-anomalies bench-backfill validate security crash-sweep stop-s3 clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ security: install
 # billing run killed after each of its S3 writes in turn, run again, compared with a run never killed
 crash-sweep: install
 	$(BIN)/python -m billing_assets_tests.crash_points
+
+# the demo month through billing run on each engine, every table, document and check compared
+spark-demo-check: install
+	$(BIN)/python -m billing_assets_tests.spark_demo_month
 
 bench: install
 	$(BIN)/python -m benchmarks.job $(BENCH_ARGS)

@@ -114,7 +114,7 @@ def digest(bucket: str) -> dict[str, object]:
                 state[key] = logical_rows(body)
             elif key.endswith(".json"):
                 state[key] = json.loads(body)
-            elif key.endswith(".gz"):
+            elif key.endswith(".gz") and "/files/" not in key:  # a quarantined file is kept as it came
                 state[key] = gzip.decompress(body)
             else:
                 state[key] = body

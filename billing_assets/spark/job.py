@@ -12,8 +12,9 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections import Counter
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -64,7 +65,8 @@ def spark_day(spark, lake: BillingLake, token: str, reference, limits: Limits, p
         if not objects:  # nothing to hand Spark: an empty day's tables
             return ingest_into(date.fromisoformat(day), objects, reference, sinks, limits)
         ctx = _PartitionContext.build(date.fromisoformat(day), reference)
-        listed = [(index, raw.key, int(raw.last_modified.timestamp() * 1_000_000) * 1000)
+        epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+        listed = [(index, raw.key, (raw.last_modified - epoch) // timedelta(microseconds=1) * 1000)
                   for index, raw in enumerate(objects)]
         frame = spark.createDataFrame(_slotted(spark, listed, [raw.size or 0 for raw in objects], partitions),
                                       from_arrow_schema(OBJECTS))
@@ -224,6 +226,11 @@ def main() -> None:
     from billing_assets.reference.assets import read_reference
     from billing_assets.resources import billing_lake
 
+    import dagster as dg
+
+    # the asset modules' beta parameters say so on import: news for the Dagster process, not here
+    for category in (dg.BetaWarning, dg.PreviewWarning):
+        warnings.filterwarnings("ignore", category=category)
     with open_dagster_pipes() as pipes:
         started = time.perf_counter()
         settings, days, job = pipes.get_extra("spark"), pipes.get_extra("days"), pipes.get_extra("job")

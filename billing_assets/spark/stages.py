@@ -19,7 +19,7 @@ import io
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import cache
 
 import numpy as np
@@ -82,8 +82,10 @@ def check_objects(ctx: _PartitionContext, chunk_bytes: int | None,
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in _conform(batches, OBJECTS):
             for index, key, modified in zip(*(batch.column(i).to_pylist() for i in range(3))):
-                yield from _object_rows(index, key, datetime.fromtimestamp(modified / 1e9, timezone.utc)
-                                        if modified is not None else None, open_object(key))
+                # whole microseconds, as datetime holds them, by integer arithmetic (a float drifts)
+                landed = datetime.fromtimestamp(modified // 10**9, timezone.utc) + timedelta(
+                    microseconds=modified % 10**9 // 1000)
+                yield from _object_rows(index, key, landed, open_object(key))
 
     def _object_rows(index, key, modified, stream) -> Iterator[pa.RecordBatch]:
         lines_seen = ignored = largest = bytes_read = 0

@@ -48,6 +48,8 @@ def _day() -> dict[str, bytes]:
         f"{DT}c.jsonl": _lines(event(event_id="e2", quantity="8"), event(event_id="e1", source="other"),
                                *many[100:]),
         f"{DT}d.jsonl.gz": gzip.compress(_lines(event(event_id="z1")), mtime=0)[:-6],  # corrupt: unreadable
+        # cut short mid-stream, after some lines could be read: unreadable as a whole
+        f"{DT}d2.jsonl.gz": gzip.compress(_lines(*(event(event_id=f"z{i}") for i in range(50))), mtime=0)[:120],
         f"{DT}e.jsonl": b"\n  \n",
     }
 
@@ -71,7 +73,7 @@ def test_spark_publishes_the_local_engines_tables(spark, put, bucket):
     # what the day holds, counted by hand: every reason once (conflicts: e2 twice), e1 and many's
     # 40 + 20 overlaps duplicates, 125 first copies (e1, e2, n0-n119, big, v6, e1 under source "other")
     assert {reason for reason, count in got.reason_counts.items() if count} == set(REASON_CODES)
-    assert got.reason_counts["duplicate_conflict"] == 2 and got.reason_counts["unreadable_file"] == 1
+    assert got.reason_counts["duplicate_conflict"] == 2 and got.reason_counts["unreadable_file"] == 2
     assert got.duplicate_count == 1 + 20 + 20
     assert got.accepted == 125
     events = {row["event_id"]: row for row in on_spark.events.table().to_pylist()}
