@@ -246,7 +246,10 @@ def main() -> None:
         if job == "ingest":
             from billing_assets.usage.assets import ingest_days, ingest_metadata
 
-            limits = Limits(**pipes.get_extra("limits"))
+            limits = pipes.get_extra("limits")
+            # the Dagster machine's spill directory, where this driver has it too (not on a cluster)
+            limits = Limits(**limits | {"spill_dir": limits.get("spill_dir") if os.path.isdir(
+                limits.get("spill_dir") or "") else None})
             engine = spark_day(spark, lake, pipes.run_id, reference, limits, settings["partitions"])
             per_day, fingerprints, heads = ingest_days(lake, days, reference, limits, pipes.log, engine)
             facts = _facts(spark, settings, started, session_seconds)
