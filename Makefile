@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 PYTEST_ARGS ?=
+UI_PORT ?= 3000
 
-.PHONY: install demo ui test spark-demo-check bench bench-spark bench-anomalies bench-backfill validate security crash-sweep stop-s3 clean
+.PHONY: install demo ui test docs spark-demo-check bench bench-spark bench-anomalies bench-backfill validate security crash-sweep stop-s3 clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +24,16 @@ demo: install
 	$(BIN)/billing demo
 
 ui: install
-	$(BIN)/billing ui
+	$(BIN)/billing ui --port $(UI_PORT)
 
 # two workers, whole files each: most tests wait on S3, Dagster or a browser, not on a core
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# docs/tables.md from the pandera models, the assets and docs/table-notes.md (a test fails when stale)
+docs: install
+	$(BIN)/python -m billing_assets.table_reference docs/table-notes.md > docs/tables.md.tmp
+	mv docs/tables.md.tmp docs/tables.md
 
 validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml

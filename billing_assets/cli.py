@@ -15,6 +15,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -625,7 +626,20 @@ def explain_command(number: str, meter: str | None, as_json: bool, events: int) 
     return 0
 
 
+def stoppable() -> None:
+    """Give SIGINT and SIGTERM their usual meaning back. A POSIX shell starts a script's
+    background job with SIGINT ignored; Dagster then maps SIGTERM to SIGINT's disposition, so
+    `billing ui` (and the webserver and daemon under it) could no longer be stopped, and every
+    `tail` Dagster starts to capture a run's step logs — which it stops with SIGTERM, waiting up to
+    30 s — outlived its run: `billing run` in the background took a minute longer per job."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
+    stoppable()
     parser = argparse.ArgumentParser(prog="billing", description="Usage metering and billing on Dagster.")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="materialise every daily partition in a date range")

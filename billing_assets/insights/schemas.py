@@ -16,14 +16,18 @@ class UsageStatementRow(pa.DataFrameModel):
     month: Series[Text] = pa.Field(str_matches=MONTH)
     customer_id: Series[Text] = pa.Field(unique=True)
     invoice_number: Series[Text]
-    status: Series[Text] = pa.Field(isin=["month_to_date", "final"])
+    status: Series[Text] = pa.Field(
+        isin=["month_to_date", "final"],
+        description="month_to_date while the month's invoice is not issued, final after")
     as_of: Series[Text] = pa.Field(nullable=True, str_matches=r"^\d{4}-\d{2}-\d{2}$", description="last metered day included")
     currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES))
     total_minor: Series[Int64] = pa.Field(description="owed now: the issued invoice and its corrections, or the draft")
     corrections: Series[Int64] = pa.Field(ge=0, description="credit notes and adjustment invoices since the invoice")
     forecast_expected_minor: Series[Int64] = pa.Field(nullable=True, description="open month only")
-    forecast_low_minor: Series[Int64] = pa.Field(nullable=True)
-    forecast_high_minor: Series[Int64] = pa.Field(nullable=True)
+    forecast_low_minor: Series[Int64] = pa.Field(
+        nullable=True, description="open month: the forecast's low end at the month's end")
+    forecast_high_minor: Series[Int64] = pa.Field(
+        nullable=True, description="open month: the forecast's high end at the month's end")
     meters: Series[Text] = pa.Field(description="JSON: the month's quantity and amount per meter")
     documents: Series[Text] = pa.Field(str_matches=r"^documents/\d{4}-\d{2}/[A-Za-z0-9_-]{1,64}/statement$",
                                        description="key prefix of statement.json/.html and the two CSVs")
@@ -41,17 +45,20 @@ class UsageStatementRow(pa.DataFrameModel):
 class UsageAlertRow(pa.DataFrameModel):
     """`usage_alerts`: each alert's crossing in the month up to the day, per customer."""
 
-    alert_id: Series[Text]
+    alert_id: Series[Text] = pa.Field(description="the alert of reference/alerts.yaml")
     customer_id: Series[Text]
     month: Series[Text] = pa.Field(str_matches=MONTH)
-    kind: Series[Text] = pa.Field(isin=["usage", "spend", "commitment", "forecast_spend"])
+    kind: Series[Text] = pa.Field(
+        isin=["usage", "spend", "commitment", "forecast_spend"],
+        description="what is compared: usage, spend, commitment percentage or forecast spend")
     meter: Series[Text] = pa.Field(nullable=True, description="usage alerts only")
     threshold: Series[Text] = pa.Field(description="quantity, amount (major units), or percent of the commitment")
     value: Series[Text] = pa.Field(description="the month-to-date value on the crossing day (exact)")
     crossed_on: Series[Text] = pa.Field(str_matches=r"^\d{4}-\d{2}-\d{2}$",
                                         description="first day whose month-to-date value reaches the threshold")
     alert_key: Series[Text] = pa.Field(description="the crossing's id: alert and month (the customer is its folder)")
-    state: Series[Text] = pa.Field(isin=["open", "retracted"])
+    state: Series[Text] = pa.Field(
+        isin=["open", "retracted"], description="open; retracted when a correction undid the crossing")
 
     class Config:
         strict = True

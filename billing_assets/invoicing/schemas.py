@@ -18,12 +18,17 @@ class InvoiceLineRow(pa.DataFrameModel):
     customer_id: Series[Text]
     currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES))
     contract_id: Series[Text]
-    line_type: Series[Text] = pa.Field(isin=["usage", "base_fee", "discount", "minimum_true_up"])
+    line_type: Series[Text] = pa.Field(
+        isin=["usage", "base_fee", "discount", "minimum_true_up"],
+        description="usage, base fee, discount (negative) or minimum-commitment true-up")
     meter: Series[Text] = pa.Field(nullable=True)
     quantity: Series[Text] = pa.Field(nullable=True, str_matches=r"^\d+(\.\d+)?$", description="exact decimal")
-    amount_exact: Series[Text] = pa.Field(str_matches=r"^-?\d+(\.\d+)?$|^-?\d+/\d+$")
-    amount_minor: Series[Int64]
-    tiers: Series[Text] = pa.Field(nullable=True)
+    amount_exact: Series[Text] = pa.Field(
+        str_matches=r"^-?\d+(\.\d+)?$|^-?\d+/\d+$",
+        description="the exact amount before rounding, as decimal or fraction text")
+    amount_minor: Series[Int64] = pa.Field(description="amount_exact rounded half-up to the currency's minor unit")
+    tiers: Series[Text] = pa.Field(
+        nullable=True, description="JSON pricing detail behind a usage line: tiers, unit price or packages")
 
     class Config:
         strict = True
@@ -41,8 +46,10 @@ class InvoiceRow(pa.DataFrameModel):
     customer_id: Series[Text] = pa.Field(unique=True)
     month: Series[Text] = pa.Field(str_matches=MONTH)
     currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES))
-    total_minor: Series[Int64] = pa.Field(ge=0)
-    status: Series[Text] = pa.Field(isin=["draft", "issued"])
+    total_minor: Series[Int64] = pa.Field(description="Σ amount_minor of the invoice's lines", ge=0)
+    status: Series[Text] = pa.Field(
+        isin=["draft", "issued"],
+        description="draft until the month's grace period ends; issued documents never change")
 
     class Config:
         strict = True
@@ -56,8 +63,10 @@ class InvoiceAdjustmentRow(pa.DataFrameModel):
     customer_id: Series[Text]
     month: Series[Text] = pa.Field(str_matches=MONTH)
     currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES))
-    kind: Series[Text] = pa.Field(isin=["credit_note", "adjustment_invoice"])
-    sequence: Series[Int64] = pa.Field(ge=1)
+    kind: Series[Text] = pa.Field(
+        isin=["credit_note", "adjustment_invoice"],
+        description="credit note (owes less) or adjustment invoice (owes more)")
+    sequence: Series[Int64] = pa.Field(description="the n-th correction of the invoice", ge=1)
     amount_minor: Series[Int64] = pa.Field(description="signed change to what the customer owes")
 
     class Config:

@@ -34,8 +34,10 @@ def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
 
 
 def table_metadata(table: str, model: type[pa.DataFrameModel]) -> dict:
-    """Definition metadata of a warehouse table: its columns (from the pandera model) and name."""
-    return {"dagster/column_schema": column_schema(model), "dagster/table_name": f"warehouse.{table}"}
+    """Definition metadata of a warehouse table: its columns (from the pandera model), name, and
+    where its contract is written (docs/tables.md is generated from these)."""
+    return {"dagster/column_schema": column_schema(model), "dagster/table_name": f"warehouse.{table}",
+            "contract": dg.MetadataValue.text(f"{model.__module__}.{model.__name__}")}
 
 
 def as_frame(table: pa_arrow.Table) -> pd.DataFrame:

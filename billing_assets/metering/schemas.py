@@ -28,7 +28,8 @@ class MeteredUsage(pa.DataFrameModel):
     day: Series[Annotated[pd.ArrowDtype, pyarrow.date32()]] = pa.Field(description="UTC usage day")
     customer_id: Series[Text]
     meter: Series[Text]
-    aggregation: Series[Text] = pa.Field(isin=list(AGGREGATIONS))
+    aggregation: Series[Text] = pa.Field(
+        isin=list(AGGREGATIONS), description="the meter's aggregation rule (meters.yaml)")
     quantity: Series[Quantity] = pa.Field(ge=0, description="the day's aggregate by the meter's aggregation")
     event_count: Series[Int64] = pa.Field(ge=1, description="accepted events behind the row")
     latest_timestamp: Series[UtcTimestamp] = pa.Field(nullable=True, description="latest meters: the winning event's time")

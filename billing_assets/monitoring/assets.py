@@ -11,7 +11,7 @@ from billing_assets.lib.automation import follows_upstream
 from billing_assets.lib.checks import DUCKDB_CONFIG, markdown_preview, parquet_relation, table_metadata
 from billing_assets.lib.lake import BillingLake
 from billing_assets.monitoring.reconcile import breaks, reconcile_month
-from billing_assets.monitoring.schemas import SlaReportRow
+from billing_assets.monitoring.schemas import ReconciliationRow, SlaReportRow
 from billing_assets.monitoring.sla import SLA_REPORT_SCHEMA, SlaPolicy, invoices_issued_at, materialised_at
 from billing_assets.partitions import daily_usage_partitions, monthly_billing_partitions
 from billing_assets.rating.assets import metered_month
@@ -44,7 +44,7 @@ def _accepted_month(lake: BillingLake, month: str) -> pa.Table:
     automation_condition=follows_upstream(),
     owners=["team:billing"],
     kinds={"s3", "parquet"},
-    metadata={"dagster/table_name": "warehouse.reconciliation"},
+    metadata=table_metadata("reconciliation", ReconciliationRow),
     check_specs=[dg.AssetCheckSpec(RECONCILIATION_TIES, asset="reconciliation", blocking=True,
                                    description="Every tie-out of the month holds exactly.")],
 )

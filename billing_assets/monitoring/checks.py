@@ -7,7 +7,7 @@ import dagster as dg
 from billing_assets.invoicing.policy import BillingPolicy
 from billing_assets.lib.checks import pandera_asset_check
 from billing_assets.lib.lake import BillingLake
-from billing_assets.monitoring.schemas import SlaReportRow
+from billing_assets.monitoring.schemas import ReconciliationRow, SlaReportRow
 from billing_assets.monitoring.sla import SlaPolicy, judge_day, materialised_at
 from billing_assets.partitions import daily_usage_partitions, monthly_billing_partitions
 from billing_assets.usage.assets import raw_prefix
@@ -17,6 +17,8 @@ HOURLY = dg.AutomationCondition.cron_tick_passed("5 * * * *", "UTC").since_last_
 
 sla_report_matches_contract = pandera_asset_check(
     asset="sla_report", table="sla_report", model=SlaReportRow, partitions_def=daily_usage_partitions)
+reconciliation_matches_contract = pandera_asset_check(
+    asset="reconciliation", table="reconciliation", model=ReconciliationRow, partitions_def=monthly_billing_partitions)
 
 
 def recent_days(sla: SlaPolicy) -> list[str]:

@@ -13,6 +13,12 @@ from billing_assets.rating.period import period_quantity
 from billing_assets.rating.rate import covered_days, month_days
 from billing_assets.reference.loading import ReferenceData
 
+EVENTS_TIE = "accepted events = metered events"  # per customer × meter
+QUANTITY_TIE = "metered period quantity = rated quantity"  # per contract × meter
+TOTAL_TIE = "invoice total = sum of its lines"
+OWED_TIE = "issued + corrections = owed now"  # per issued invoice
+TIE_OUTS = [EVENTS_TIE, QUANTITY_TIE, TOTAL_TIE, OWED_TIE]
+
 RECONCILIATION_SCHEMA = pa.schema([
     ("month", pa.string()), ("tie_out", pa.string()), ("customer_id", pa.string()), ("contract_id", pa.string()),
     ("meter", pa.string()), ("expected", pa.string()), ("actual", pa.string()), ("difference", pa.string()),
@@ -38,7 +44,7 @@ def reconcile_month(month: str, accepted: pa.Table, metered: pa.Table, rated: pa
     for row in metered.to_pylist():
         metered_rows[(row["customer_id"], row["meter"])].append(row)
     for key in sorted(set(events) | set(metered_rows)):
-        rows.append(_row(month, "accepted events = metered events", key[0], None, key[1], events.get(key, 0),
+        rows.append(_row(month, EVENTS_TIE, key[0], None, key[1], events.get(key, 0),
                          sum(row["event_count"] for row in metered_rows.get(key, []))))
     contracts = {row["contract_id"]: row for row in reference.contracts.to_dict("records")}
     aggregation = reference.meter_aggregation()
@@ -46,7 +52,7 @@ def reconcile_month(month: str, accepted: pa.Table, metered: pa.Table, rated: pa
     for row in rated.filter(pc.equal(rated.column("line_type"), "usage")).to_pylist():
         span = set(covered_days(contracts[row["contract_id"]], days)) if row["contract_id"] in contracts else set()
         in_span = [day for day in metered_rows.get((row["customer_id"], row["meter"]), []) if day["day"] in span]
-        rows.append(_row(month, "metered period quantity = rated quantity", row["customer_id"], row["contract_id"],
+        rows.append(_row(month, QUANTITY_TIE, row["customer_id"], row["contract_id"],
                          row["meter"], period_quantity(aggregation[row["meter"]], in_span), row["quantity"]))
     line_sums = defaultdict(int)
     for line in invoice_lines.select(["invoice_number", "amount_minor"]).to_pylist():
@@ -57,10 +63,10 @@ def reconcile_month(month: str, accepted: pa.Table, metered: pa.Table, rated: pa
     owed_now = {invoice.invoice_number: invoice.total_minor for invoice in owed}
     for invoice in invoices.to_pylist():
         number, customer = invoice["invoice_number"], invoice["customer_id"]
-        rows.append(_row(month, "invoice total = sum of its lines", customer, None, None,
+        rows.append(_row(month, TOTAL_TIE, customer, None, None,
                          line_sums.get(number, 0), invoice["total_minor"]))
         if invoice["status"] == "issued":
-            rows.append(_row(month, "issued + corrections = owed now", customer, None, None,
+            rows.append(_row(month, OWED_TIE, customer, None, None,
                              owed_now.get(number, 0), invoice["total_minor"] + adjusted.get(number, 0)))
     return pa.Table.from_pylist(rows, schema=RECONCILIATION_SCHEMA)
 

@@ -29,8 +29,10 @@ class ProviderSyncRow(pa.DataFrameModel):
                                         description="usage:<day>:<customer>:<meter>:<revision>; kept through every retry")
     revision: Series[Int64] = pa.Field(ge=1, description="1 for the key's first send, then one more per correction")
     quantity_sent: Series[Quantity] = pa.Field(description="exact; a correction is the difference, maybe negative")
-    kind: Series[Text] = pa.Field(isin=list(KINDS))
-    status: Series[Text] = pa.Field(isin=list(STATUSES))
+    kind: Series[Text] = pa.Field(description="a day's first send, or a correction of it", isin=list(KINDS))
+    status: Series[Text] = pa.Field(
+        isin=list(STATUSES),
+        description="where the send is: written before it leaves, then sent, acknowledged or failed")
     provider_response: Series[Text] = pa.Field(nullable=True, description="what the provider answered")
     failure_reason: Series[Text] = pa.Field(nullable=True, description="why it is not (yet) acknowledged")
     retryable: Series[Bool] = pa.Field(description="a failed row the next run sends again")
@@ -60,12 +62,15 @@ class RefundRequestRow(pa.DataFrameModel):
     amount_minor: Series[Int64] = pa.Field(gt=0, description="what goes back to the customer, in minor units")
     currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES))
     idempotency_key: Series[Text] = pa.Field(description="the credit note's number")
-    status: Series[Text] = pa.Field(isin=list(REFUND_STATUSES))
-    provider_refund_id: Series[Text] = pa.Field(nullable=True)
+    status: Series[Text] = pa.Field(
+        isin=list(REFUND_STATUSES),
+        description="where the refund is: written before it is asked for, then requested, succeeded or failed")
+    provider_refund_id: Series[Text] = pa.Field(
+        nullable=True, description="the provider's id of the refund, once requested")
     provider_payment_id: Series[Text] = pa.Field(nullable=True, description="the payment it pays back from")
-    failure_reason: Series[Text] = pa.Field(nullable=True)
+    failure_reason: Series[Text] = pa.Field(description="why the request failed, as the provider said", nullable=True)
     retryable: Series[Bool] = pa.Field(description="a failed request the next run makes again")
-    planned_at: Series[UtcTimestamp]
+    planned_at: Series[UtcTimestamp] = pa.Field(description="when the row was written, before its request left")
 
     class Config:
         strict = True
@@ -88,12 +93,15 @@ class ProviderReconciliationRow(pa.DataFrameModel):
     customer_id: Series[Text]
     provider: Series[Text] = pa.Field(isin=list(PROVIDERS))
     provider_customer_id: Series[Text] = pa.Field(nullable=True)
-    measure: Series[Text] = pa.Field(isin=["usage", "invoice_total"])
+    measure: Series[Text] = pa.Field(
+        isin=["usage", "invoice_total"], description="usage per meter, or the invoice total")
     meter: Series[Text] = pa.Field(nullable=True, description="usage rows only")
     ours: Series[Text] = pa.Field(description="exact: a quantity, or an amount in minor units")
     theirs: Series[Text] = pa.Field(nullable=True, description="the provider's figure, as it sent it")
     difference: Series[Text] = pa.Field(nullable=True, description="ours less theirs")
-    status: Series[Text] = pa.Field(isin=list(RECONCILIATION_STATUSES))
+    status: Series[Text] = pa.Field(
+        isin=list(RECONCILIATION_STATUSES),
+        description="matches, a break, missing at the provider, the customer not mapped, or not comparable")
     explanation: Series[Text] = pa.Field(str_length={"min_value": 1})
 
     class Config:

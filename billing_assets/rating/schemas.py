@@ -22,16 +22,20 @@ class RatedCharge(pa.DataFrameModel):
     contract_id: Series[Text]
     plan_id: Series[Text]
     currency: Series[Text] = pa.Field(isin=sorted(ISO_4217_CODES))
-    line_type: Series[Text] = pa.Field(isin=["usage", "base_fee"])
+    line_type: Series[Text] = pa.Field(
+        isin=["usage", "base_fee"], description="a priced meter's usage, or the base fee")
     meter: Series[Text] = pa.Field(nullable=True, description="null for the base fee")
-    model: Series[Text] = pa.Field(nullable=True, isin=list(PRICING_MODELS))
+    model: Series[Text] = pa.Field(
+        nullable=True, isin=list(PRICING_MODELS),
+        description="the pricing model of a usage line (null for the base fee)")
     quantity: Series[Quantity] = pa.Field(nullable=True, ge=0, description="the contract's exact period aggregate")
     amount_exact: Series[Text] = pa.Field(str_matches=r"^-?\d+(\.\d+)?$|^-?\d+/\d+$",
                                           description="exact amount: decimal, or p/q when it does not terminate")
     amount_minor: Series[Int64] = pa.Field(ge=0, description="half-up to the currency's minor unit")
     tiers: Series[Text] = pa.Field(nullable=True, description="JSON pricing detail: tiers, unit price or packages")
-    covered_days: Series[Int32] = pa.Field(ge=1, le=31)
-    days_in_month: Series[Int32] = pa.Field(ge=28, le=31)
+    covered_days: Series[Int32] = pa.Field(
+        ge=1, le=31, description="days of the month the contract covers (proration numerator)")
+    days_in_month: Series[Int32] = pa.Field(description="days in the month (proration denominator)", ge=28, le=31)
 
     class Config:
         strict = True

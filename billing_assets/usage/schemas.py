@@ -30,7 +30,8 @@ class UsageEvent(pa.DataFrameModel):
     timestamp: Series[UtcTimestamp] = pa.Field(description="event time, normalised to UTC")
     meter: Series[Text]
     customer_id: Series[Text] = pa.Field(str_matches=CUSTOMER_ID_PATTERN, description="given, or attributed by IP")
-    attributed_by: Series[Text] = pa.Field(isin=["customer_id", "ip"])
+    attributed_by: Series[Text] = pa.Field(
+        isin=["customer_id", "ip"], description="how customer_id was found: given in the event, or from its IP address")
     ip_prefix: Series[Text] = pa.Field(nullable=True, description="IPv4 /24 or IPv6 /48; the raw address is never stored")
     quantity: Series[Quantity] = pa.Field(ge=0, le=MAX_QUANTITY, description="exact decimal(38, 9); 1 for count meters without one")
     unique_value: Series[Text] = pa.Field(nullable=True, description="the property a unique_count meter counts")
@@ -47,7 +48,9 @@ class QuarantinedEvent(pa.DataFrameModel):
     object_key: Series[Text] = pa.Field(str_matches=RAW_KEY_PATTERN)
     line_number: Series[Int64] = pa.Field(ge=1, nullable=True, description="1-based; null for a whole unreadable object")
     reason: Series[Text] = pa.Field(isin=list(REASON_CODES), description="first failing rule in CONTRACT.md §3 order")
-    detail: Series[Text] = pa.Field(str_length={"min_value": 1})
+    detail: Series[Text] = pa.Field(
+        str_length={"min_value": 1},
+        description="what exactly was wrong, e.g. quantity '1e-10' has more than 9 fractional digits")
     customer_id: Series[Text] = pa.Field(nullable=True, description="the customer the line names or its IP attributes, "
                                                                     "when in customers.csv; null otherwise")
     meter: Series[Text] = pa.Field(nullable=True, description="the line's meter, when in meters.yaml")
@@ -71,7 +74,7 @@ class DuplicateEvent(pa.DataFrameModel):
     source: Series[Text]
     event_id: Series[Text]
     first_object_key: Series[Text] = pa.Field(description="where the accepted copy is")
-    first_line_number: Series[Int64] = pa.Field(ge=1)
+    first_line_number: Series[Int64] = pa.Field(description="line of the accepted copy in first_object_key", ge=1)
     customer_id: Series[Text] = pa.Field(description="the accepted copy's customer")
     meter: Series[Text]
 

@@ -4,6 +4,8 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
+from billing_assets.lib.checks import validate_against
+from billing_assets.monitoring.schemas import ReconciliationRow
 from billing_assets.resources import billing_lake
 from billing_assets_tests.conftest import reference_files
 from billing_assets_tests.invoicing.test_assets import MONTH, day_file, run, table, usage
@@ -19,8 +21,8 @@ def billed_month(put):
 
 
 def test_a_clean_month_reconciles(billed_month, s3, bucket):
-    [check] = [e for e in billed_month.get_asset_check_evaluations() if e.check_name == "reconciliation_ties"]
-    assert check.passed
+    checks = {e.check_name: e.passed for e in billed_month.get_asset_check_evaluations()}
+    assert checks["reconciliation_ties"] and checks["reconciliation_matches_contract"]
     rows = table(s3, bucket, "reconciliation")
     globex_egress = [row for row in rows if row["customer_id"] == "globex" and row["meter"] == "egress_gb"]
     # 1000 + 20 GB accepted, metered and rated
@@ -83,3 +85,13 @@ def test_a_range_run_records_each_months_reconciliation_against_that_month(put):
         recorded = {(evaluation.partition, evaluation.passed) for evaluation in
                     (record.event.asset_check_evaluation for record in stored if record.event) if evaluation}
         assert recorded >= {("2026-01", True), ("2026-02", False)}
+
+
+def test_the_stored_table_is_held_to_its_model(billed_month):
+    stored = billing_lake().read_table("reconciliation", MONTH)
+    assert validate_against(ReconciliationRow, stored) == (True, {"dagster/row_count": stored.num_rows})
+    rows = stored.to_pylist()
+    rows[0]["difference"] = "0.5.0"  # not a number: a tie-out whose difference nobody can read
+    rows[-1]["tie_out"] = "lines = lines"  # a tie-out the platform does not make
+    passed, metadata = validate_against(ReconciliationRow, pa.Table.from_pylist(rows, schema=stored.schema))
+    assert not passed and metadata["failures"] == 2
