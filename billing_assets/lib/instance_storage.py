@@ -132,11 +132,17 @@ class LocalSqliteStorage(DagsterSqliteStorage):
 
     @classmethod
     def config_type(cls):
-        return KeptEngineSqliteEventLogStorage.config_type()
+        return KeptEngineSqliteEventLogStorage.config_type() | {"base_dir": Field(StringSource, is_required=False)}
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]):
-        return cls.from_local(inst_data=inst_data, **config_value)
+        # without base_dir: $DAGSTER_HOME, else the project's local instance. `dg` and `dagster
+        # dev` started with no DAGSTER_HOME build a temporary instance from this directory's
+        # dagster.yaml; their runs then land where `make ui` shows them, instead of failing on
+        # an unset variable
+        config = dict(config_value)
+        config["base_dir"] = config.get("base_dir") or os.environ.get("DAGSTER_HOME") or os.path.abspath(".dagster_home")
+        return cls.from_local(inst_data=inst_data, **config)
 
     @classmethod
     def from_local(cls, base_dir: str, inst_data: ConfigurableClassData | None = None,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from billing_assets.insights.month import MonthFacts, customer_statement
 from billing_assets.insights.render import statement_html
-from billing_assets.insights.statement import lines_csv, standing_lines
+from billing_assets.insights.statement import change_vs_previous, lines_csv, standing_lines
 from billing_assets.lib.csv_cells import safe_cell
 from billing_assets.reference.loading import load_reference
 from billing_assets_tests.conftest import reference_files
@@ -93,3 +93,16 @@ def test_standing_lines_fold_corrections_into_what_is_billed_per_line():
     # invoicing not yet caught up: what the documents billed stands, marked pending
     behind = standing_lines(issued, [correction], [line | {"amount_minor": 900}])
     assert behind == [line | {"amount_minor": 800, "amount_exact": "8", "pending": True}]
+
+
+def test_the_change_against_last_month_is_null_without_its_statement_and_zero_for_a_meter_it_lacked():
+    # last month billed egress 12.5 GB for 100 minor units and no seats; this month 20 GB for 160
+    # and 3 seats for 300 (decision 33)
+    previous = {"quantities": {"egress_gb": "12.5"}, "amounts": {"egress_gb": 100}}
+    now_quantities, now_amounts = {"egress_gb": "20", "seats": "3"}, {"egress_gb": 160, "seats": 300}
+    assert change_vs_previous(previous, now_quantities, now_amounts) == [
+        {"meter": "egress_gb", "previous_quantity": "12.5", "previous_amount_minor": 100,
+         "quantity": "20", "amount_minor": 160},
+        {"meter": "seats", "previous_quantity": "0", "previous_amount_minor": 0, "quantity": "3", "amount_minor": 300}]
+    assert [(row["previous_quantity"], row["previous_amount_minor"])
+            for row in change_vs_previous(None, now_quantities, now_amounts)] == [(None, None), (None, None)]
