@@ -400,6 +400,11 @@ def rate_months(months: list[str], dagster_instance, defs) -> list[str]:
     return []
 
 
+# moto accepts any credentials; boto3 needs some
+EMBEDDED_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "embedded", "AWS_SECRET_ACCESS_KEY": "embedded",  # pragma: allowlist secret
+                        "AWS_DEFAULT_REGION": "us-east-1"}
+
+
 def _use_embedded_s3(state_dir: Path) -> bool:
     """Point boto3 at the embedded server unless the user chose an endpoint. Returns True when
     the server had to be started (its memory is empty)."""
@@ -409,9 +414,8 @@ def _use_embedded_s3(state_dir: Path) -> bool:
 
     endpoint, started = ensure_server(state_dir)
     os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "embedded")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "embedded")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    for name, value in EMBEDDED_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
     return started
 
 
@@ -603,6 +607,24 @@ def ui(port: int) -> int:
     os.execvpe(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], os.environ)
 
 
+def env_command() -> int:
+    """Shell exports that point other tools — `dg`, `dagster`, the AWS CLI, DuckDB — at the demo's
+    embedded S3 server, bucket and instance: ``eval "$(billing env)"``."""
+    import shlex
+
+    from billing_assets.demo.embedded_s3 import running_endpoint
+
+    endpoint = running_endpoint(Path(".demo"))
+    if endpoint is None:
+        raise CliError("the embedded S3 server is not running here (make demo or make ui starts it)")
+    exports = {"AWS_ENDPOINT_URL": endpoint, **EMBEDDED_CREDENTIALS,
+               "BILLING_BUCKET": os.environ.get("BILLING_BUCKET", "billing"),
+               "DAGSTER_HOME": os.environ.get("DAGSTER_HOME") or str(Path(".dagster_home").resolve())}
+    for name, value in exports.items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 def explain_command(number: str, meter: str | None, as_json: bool, events: int) -> int:
     """Explain one document; an unknown one is a one-line error (exit 1). Reads the embedded
     demo server when it runs and no endpoint was chosen."""
@@ -614,8 +636,7 @@ def explain_command(number: str, meter: str | None, as_json: bool, events: int) 
 
     if not os.environ.get("AWS_ENDPOINT_URL") and (endpoint := running_endpoint(Path(".demo"))):
         os.environ["AWS_ENDPOINT_URL"] = endpoint
-        for name, value in (("AWS_ACCESS_KEY_ID", "embedded"), ("AWS_SECRET_ACCESS_KEY", "embedded"),
-                            ("AWS_DEFAULT_REGION", "us-east-1")):
+        for name, value in EMBEDDED_CREDENTIALS.items():
             os.environ.setdefault(name, value)
     check_bucket()
     try:
@@ -651,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     ui_parser = commands.add_parser("ui", help="the Dagster UI on the demo's instance and bucket")
     ui_parser.add_argument("--port", type=int, default=3000)
     commands.add_parser("stop-s3", help="stop the embedded S3 server")
+    commands.add_parser("env", help="shell exports for other tools to reach the demo: eval \"$(billing env)\"")
     statements_parser = commands.add_parser("statements", help="write the customers' usage statements of a month")
     statements_parser.add_argument("--month", required=True, action="append", metavar="YYYY-MM",
                                    help="a month (repeat for more)")
@@ -673,6 +695,8 @@ def main(argv: list[str] | None = None) -> int:
             return statements(sorted(set(parse_month(month) for month in args.month)))
         if args.command == "explain":
             return explain_command(args.document, args.meter, args.json, args.events)
+        if args.command == "env":
+            return env_command()
         from billing_assets.demo.embedded_s3 import stop_server
 
         print("stopped" if stop_server(Path(".demo")) else "no embedded S3 server was running")

@@ -1,6 +1,10 @@
 """``billing run`` as an operator uses it: real instance in DAGSTER_HOME, real S3 endpoint."""
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
@@ -88,3 +92,27 @@ def test_run_end_to_end_records_runs_in_dagster_home(capsys, put, home, s3, buck
     [daily] = [run for run in runs if run.job_name == "daily_usage_job"]
     assert (daily.tags["dagster/asset_partition_range_start"], daily.tags["dagster/asset_partition_range_end"]) == (
         "2026-01-05", "2026-01-06")
+
+
+def test_env_points_other_tools_at_the_demos_server_and_instance(tmp_path, monkeypatch, capsys):
+    from billing_assets.demo.embedded_s3 import ensure_server, stop_server
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("BILLING_BUCKET", raising=False)
+    assert main(["env"]) == 1
+    assert one_line_error(capsys) == "billing: error: the embedded S3 server is not running here (make demo or make ui starts it)"
+    endpoint, _ = ensure_server(Path(".demo"))
+    try:
+        assert main(["env"]) == 0
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in capsys.readouterr().out.splitlines())
+        assert exports == {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "embedded",
+                           "AWS_SECRET_ACCESS_KEY": "embedded", "AWS_DEFAULT_REGION": "us-east-1",  # pragma: allowlist secret
+                           "BILLING_BUCKET": "billing", "DAGSTER_HOME": str(tmp_path / ".dagster_home")}
+        # what the exports say reaches the server: a shell that evaluates them lists its buckets
+        listed = subprocess.run(["sh", "-c", f'eval "$({Path(sys.executable).parent / "billing"} env)" && '
+                                 f'{sys.executable} -c "import boto3; print(boto3.client(\'s3\').list_buckets()[\'Buckets\'])"'],
+                                cwd=tmp_path, capture_output=True, text=True, env={"PATH": os.environ["PATH"]}, timeout=120)
+        assert listed.returncode == 0 and listed.stdout.strip() == "[]", listed.stderr
+    finally:
+        stop_server(Path(".demo"))

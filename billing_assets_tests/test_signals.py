@@ -8,6 +8,7 @@ its step logs, which Dagster stops with SIGTERM."""
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -66,19 +67,14 @@ def _processes_naming(text: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM to make", "Ctrl-C"])
-def test_make_ui_started_in_the_background_by_a_script_stops(stop, tmp_path, aws_env, monkeypatch):
+def test_make_ui_started_in_the_background_by_a_script_stops_on_sigterm(tmp_path, aws_env, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     port = free_port()
     script, make = _in_the_background(f"make --no-print-directory ui UI_PORT={port}", tmp_path)
     assert _ignored_signals(make) & (1 << (signal.SIGINT - 1)), "the shell no longer ignores SIGINT in a background job"
     try:
         wait_for_http(f"http://127.0.0.1:{port}/server_info")
-        if stop == "Ctrl-C":  # the terminal signals the whole job: make and everything under it
-            for pid in _ui_processes(port) + [make]:
-                os.kill(pid, signal.SIGINT)
-        else:
-            os.kill(make, signal.SIGTERM)
+        os.kill(make, signal.SIGTERM)  # make passes it on to `billing ui`, now `dagster dev`
         script.wait(timeout=60)
         deadline = time.monotonic() + 30
         while (_answers(f"http://127.0.0.1:{port}/server_info") or _ui_processes(port)) \
@@ -90,6 +86,17 @@ def test_make_ui_started_in_the_background_by_a_script_stops(stop, tmp_path, aws
         for pid in _ui_processes(port):
             os.kill(pid, signal.SIGKILL)
         script.kill()
+
+
+def test_ctrl_c_reaches_a_billing_process_whose_shell_ignored_it():
+    # as a shell starts a background job: SIGINT ignored; what `billing` does first gives it back
+    code = ("import os, signal, time\nfrom billing_assets.cli import stoppable\nstoppable()\n"
+            "assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL\n"
+            "os.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n")
+    finished = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                              preexec_fn=lambda: (signal.signal(signal.SIGINT, signal.SIG_IGN),
+                                                  signal.signal(signal.SIGTERM, signal.SIG_IGN)))
+    assert finished.returncode == -signal.SIGINT and finished.stderr.strip().endswith("KeyboardInterrupt"), finished.stderr
 
 
 def test_billing_run_in_the_background_stops_its_log_capture_at_once(tmp_path, put, monkeypatch):
