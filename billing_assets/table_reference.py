@@ -95,7 +95,8 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _tables(defs: dg.Definitions) -> list[tuple[str, dg.AssetsDefinition | object]]:
+def _tables(defs: dg.Definitions) -> list[tuple]:
+    """(table name, asset node) of every asset that declares its pandera model, by name."""
     graph = defs.resolve_asset_graph()
     nodes = [graph.get(key) for key in graph.get_all_asset_keys()]
     published = [node for node in nodes if "contract" in node.metadata]

@@ -142,5 +142,6 @@ class BillingMonth(RuleBasedStateMachine):
             assert self._get(f"{DOCS}INV-202601-acme.json") == self.issued_bytes
 
 
-BillingMonth.TestCase.settings = settings(max_examples=4, stateful_step_count=5, deadline=None, derandomize=True)
+# three sequences: the third is the one that caught the discount mutation (docs/operations.md, Reliability)
+BillingMonth.TestCase.settings = settings(max_examples=3, stateful_step_count=5, deadline=None, derandomize=True)
 TestBillingMonth = BillingMonth.TestCase
