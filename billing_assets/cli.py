@@ -505,7 +505,7 @@ def demo() -> int:
           f"at {endpoint}\nNext: `make ui` opens the Dagster UI on this instance and bucket.")
     if embedded:
         print("The embedded S3 server keeps running (its data lives in its memory, for `make ui`); "
-              "`make stop-s3` stops it.")
+              "`make stop-s3` stops it; `eval \"$(.venv/bin/billing env)\"` points dg, the AWS CLI or DuckDB at it.")
     return status
 
 
@@ -530,7 +530,7 @@ def _show_provider_plans(month: str, days: list[str]) -> None:
     print(f"  refunds {month}: " + (", ".join(f"{row.document_number} {money(row.amount_minor, row.currency)} "
                                              f"({row.status})" for row in refunds) or "no credit note to pay back"))
     print("  warehouse/provider_sync/, refund_requests/, provider_reconciliation/; to go live: "
-          "BILLING_PROVIDER=stripe or orb with its API key, see the README's \"Billing providers\"")
+          "BILLING_PROVIDER=stripe or orb with its API key, see docs/operations.md, \"Billing providers\"")
 
 
 def _sessions(days: list[str]) -> int:
