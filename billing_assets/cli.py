@@ -420,8 +420,9 @@ def _use_embedded_s3(state_dir: Path) -> bool:
 
 
 def _default_home() -> None:
-    if not os.environ.get("DAGSTER_HOME"):
-        os.environ["DAGSTER_HOME"] = str(Path(".dagster_home").resolve())
+    from billing_assets.lib.instance_storage import local_dagster_home
+
+    os.environ["DAGSTER_HOME"] = local_dagster_home()
     with instance():
         pass  # creates the home and its dagster.yaml
 
@@ -613,13 +614,14 @@ def env_command() -> int:
     import shlex
 
     from billing_assets.demo.embedded_s3 import running_endpoint
+    from billing_assets.lib.instance_storage import local_dagster_home
 
     endpoint = running_endpoint(Path(".demo"))
     if endpoint is None:
         raise CliError("the embedded S3 server is not running here (make demo or make ui starts it)")
     exports = {"AWS_ENDPOINT_URL": endpoint, **EMBEDDED_CREDENTIALS,
                "BILLING_BUCKET": os.environ.get("BILLING_BUCKET", "billing"),
-               "DAGSTER_HOME": os.environ.get("DAGSTER_HOME") or str(Path(".dagster_home").resolve())}
+               "DAGSTER_HOME": local_dagster_home()}
     for name, value in exports.items():
         print(f"export {name}={shlex.quote(value)}")
     return 0

@@ -95,9 +95,12 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _tables(defs: dg.Definitions) -> list[tuple]:
+def _partitioned(node) -> str:
+    return "daily" if isinstance(node.partitions_def, dg.DailyPartitionsDefinition) else "monthly"
+
+
+def _tables(graph) -> list[tuple]:
     """(table name, asset node) of every asset that declares its pandera model, by name."""
-    graph = defs.resolve_asset_graph()
     nodes = [graph.get(key) for key in graph.get_all_asset_keys()]
     published = [node for node in nodes if "contract" in node.metadata]
     return sorted(((node.metadata["dagster/table_name"].removeprefix("warehouse."), node) for node in published),
@@ -111,17 +114,16 @@ def notes_by_table(text: str) -> dict[str, str]:
     return {section.split("\n", 1)[0].strip().strip("`"): section.split("\n", 1)[1].strip() for section in sections}
 
 
-def _checks(defs: dg.Definitions, node) -> list[str]:
-    graph = defs.resolve_asset_graph()
+def _checks(graph, node) -> list[str]:
     specs = sorted((graph.get_check_spec(key) for key in graph.asset_check_keys if key.asset_key == node.key),
                    key=lambda spec: (not spec.blocking, spec.name))
     return [f"- `{spec.name}` ({'blocking' if spec.blocking else 'warning or report'}): "
             f"{_docstring(spec.description)}" for spec in specs]
 
 
-def _section(defs: dg.Definitions, table: str, node, notes: str) -> list[str]:
+def _section(graph, table: str, node, notes: str) -> list[str]:
     model = _model(node.metadata)
-    partitioned = "daily" if isinstance(node.partitions_def, dg.DailyPartitionsDefinition) else "monthly"
+    partitioned = _partitioned(node)
     example = "2026-10-05" if partitioned == "daily" else "2026-10"
     lines = [f"## `{table}`", "", _sentence(_docstring(model.__doc__).removeprefix(f"`{table}`: ")), "",
              f"`{BillingLake.partition_key(table, example)}` · {partitioned} · group `{node.group_name}` · "
@@ -139,25 +141,26 @@ def _section(defs: dg.Definitions, table: str, node, notes: str) -> list[str]:
         lines.append(f"| `{column.name}` | {_plain_type(str(column.type))} | "
                      f"{'yes' if column.constraints.nullable else ''} | {_cell(meaning)} | "
                      f"{_cell('; '.join(constraints))} |")
-    return lines + ["", "Checks:", ""] + _checks(defs, node) + [""]
+    return lines + ["", "Checks:", ""] + _checks(graph, node) + [""]
 
 
 def undescribed(defs: dg.Definitions) -> list[str]:
     """``table.column`` of every published column with no meaning written down."""
-    return [f"{table}.{column.name}" for table, node in _tables(defs)
+    return [f"{table}.{column.name}" for table, node in _tables(defs.resolve_asset_graph())
             for column in node.metadata["dagster/column_schema"].columns
             if not (column.description or COMMON_MEANINGS.get(column.name))]
 
 
 def render(defs: dg.Definitions, notes_text: str) -> str:
     notes = notes_by_table(notes_text)
-    tables = _tables(defs)
+    graph = defs.resolve_asset_graph()
+    tables = _tables(graph)
     unknown = set(notes) - {table for table, _ in tables} - {"Elsewhere"}
     if unknown:
         raise ValueError(f"table-notes.md has notes for tables nobody publishes: {sorted(unknown)}")
-    index = [f"| [`{table}`](#{table}) | {'daily' if isinstance(node.partitions_def, dg.DailyPartitionsDefinition) else 'monthly'}"
-             f" | `{node.metadata['contract'].text}` |" for table, node in tables]
-    body = [line for table, node in tables for line in _section(defs, table, node, notes.get(table, ""))]
+    index = [f"| [`{table}`](#{table}) | {_partitioned(node)} | `{node.metadata['contract'].text}` |"
+             for table, node in tables]
+    body = [line for table, node in tables for line in _section(graph, table, node, notes.get(table, ""))]
     elsewhere = ["## Elsewhere in the lake", "", notes["Elsewhere"], ""] if "Elsewhere" in notes else []
     return INTRODUCTION + "\n".join(index) + "\n\n" + "\n".join(body + elsewhere)
 

@@ -20,8 +20,8 @@ settings.register_profile("dev", deadline=None, max_examples=200)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-# the files that take longest (`pytest --durations=30`), handed out first: with two workers
-# taking whole files, a two-minute file started last keeps one worker busy while the other idles
+# the files that take longest (`pytest --durations=30`), handed out first: with workers taking
+# whole files, a two-minute file started last keeps one worker busy while the others idle
 LONGEST_FIRST = ["test_state_machine.py", "spark/test_pipes.py", "test_integration.py", "test_concurrency.py",
                  "test_crash_points.py", "test_operator_faults.py", "test_deploy.py", "analytics/test_assets.py",
                  "providers/test_refunds.py", "insights/test_month.py", "test_signals.py", "test_ui.py"]

@@ -39,6 +39,13 @@ from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_c
 from sqlalchemy.engine import Connection, Engine
 
 DEFAULT_OPEN_SHARDS = 16
+
+
+def local_dagster_home() -> str:
+    """$DAGSTER_HOME, else the project's local instance: ``.dagster_home`` here, as ``make`` sets it."""
+    return os.environ.get("DAGSTER_HOME") or os.path.abspath(".dagster_home")
+
+
 # dagster-webserver's own defaults for its pooled storage
 POOL_RECYCLE_SECONDS = 3600
 POOL_MAX_OVERFLOW = 20
@@ -140,9 +147,8 @@ class LocalSqliteStorage(DagsterSqliteStorage):
         # dev` started with no DAGSTER_HOME build a temporary instance from this directory's
         # dagster.yaml; their runs then land where `make ui` shows them, instead of failing on
         # an unset variable
-        config = dict(config_value)
-        config["base_dir"] = config.get("base_dir") or os.environ.get("DAGSTER_HOME") or os.path.abspath(".dagster_home")
-        return cls.from_local(inst_data=inst_data, **config)
+        return cls.from_local(inst_data=inst_data, **config_value | {"base_dir": config_value.get("base_dir")
+                                                                      or local_dagster_home()})
 
     @classmethod
     def from_local(cls, base_dir: str, inst_data: ConfigurableClassData | None = None,

@@ -247,9 +247,9 @@ def main() -> None:
             from billing_assets.usage.assets import ingest_days, ingest_metadata
 
             limits = pipes.get_extra("limits")
+            spill_dir = limits.get("spill_dir")
             # the Dagster machine's spill directory, where this driver has it too (not on a cluster)
-            limits = Limits(**limits | {"spill_dir": limits.get("spill_dir") if os.path.isdir(
-                limits.get("spill_dir") or "") else None})
+            limits = Limits(**limits | {"spill_dir": spill_dir if spill_dir and os.path.isdir(spill_dir) else None})
             engine = spark_day(spark, lake, pipes.run_id, reference, limits, settings["partitions"])
             per_day, fingerprints, heads = ingest_days(lake, days, reference, limits, pipes.log, engine)
             facts = _facts(spark, settings, started, session_seconds)
