@@ -14,6 +14,7 @@ from hypothesis import settings
 from moto.server import ThreadedMotoServer
 
 from billing_assets.demo.embedded_s3 import free_port
+from billing_assets.lib.lake import _CLIENTS
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=300)
 settings.register_profile("dev", deadline=None, max_examples=200)
@@ -87,6 +88,15 @@ def s3_endpoint():
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_s3_clients():
+    """The lake shares one boto3 client per configuration within a process; a test that hooks
+    faults into a client must not hand it to the next test."""
+    _CLIENTS.clear()
+    yield
+    _CLIENTS.clear()
 
 
 @pytest.fixture

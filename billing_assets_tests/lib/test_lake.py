@@ -97,3 +97,13 @@ def test_a_run_killed_between_the_parts_of_a_large_partition_leaves_the_previous
 
     lake.publish_file("usage_events", "2026-01-05", path)  # the next run publishes it whole
     assert lake.read_table("usage_events", "2026-01-05").equals(large)
+
+
+def test_lakes_share_one_client_per_configuration(aws_env, monkeypatch, s3_endpoint):
+    # Dagster builds resources afresh for every step: the client must outlive them
+    first, second = billing_lake(), billing_lake()
+    assert first.client() is second.client()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint.replace("127.0.0.1", "localhost"))
+    moved = billing_lake().client()
+    assert moved is not first.client()
+    assert moved.meta.endpoint_url == s3_endpoint.replace("127.0.0.1", "localhost")
