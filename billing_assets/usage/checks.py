@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import duckdb
 
-from billing_assets.lib.checks import DUCKDB_CONFIG, pandera_asset_check, parquet_relation, partition_check
+from billing_assets.lib.checks import (
+    DUCKDB_CONFIG, PartitionEvaluation, pandera_asset_check, pandera_evaluation, parquet_relation, side_by_side_checks,
+)
 from billing_assets.lib.lake import BillingLake
 from billing_assets.partitions import daily_usage_partitions
 from billing_assets.usage.assets import load_raw_objects
@@ -15,8 +17,6 @@ from billing_assets.usage.ingest import Limits
 from billing_assets.usage.ingest.lines import object_chunks
 from billing_assets.usage.schemas import DuplicateEvent, QuarantinedEvent, UsageEvent
 
-usage_events_matches_contract = pandera_asset_check(
-    asset="usage_events", table="usage_events", model=UsageEvent, partitions_def=daily_usage_partitions)
 quarantined_events_matches_contract = pandera_asset_check(
     asset="quarantined_events", table="quarantined_events", model=QuarantinedEvent, partitions_def=daily_usage_partitions)
 duplicate_events_matches_contract = pandera_asset_check(
@@ -55,11 +55,15 @@ def conservation(lake: BillingLake, day: str) -> tuple[bool, dict]:
     }
 
 
-usage_lines_conserved = partition_check(
-    asset="usage_events",
+usage_lines_conserved = PartitionEvaluation(
     name="usage_lines_conserved",
     description="Nothing lost, nothing counted twice: every non-blank raw line of the day is accepted, "
                 "a duplicate, or quarantined, and every unreadable object is quarantined as a file.",
-    partitions_def=daily_usage_partitions,
     evaluate=conservation,
+)
+
+# the day's two heavy checks, side by side: pandera holds the GIL, the recount mostly decompresses
+usage_events_checks = side_by_side_checks(
+    name="usage_events_checks", asset="usage_events", partitions_def=daily_usage_partitions,
+    evaluations=[pandera_evaluation("usage_events", UsageEvent), usage_lines_conserved],
 )

@@ -128,6 +128,25 @@ def test_conservation_check_catches_a_lost_line(seeded):
     assert not passed and metadata["unaccounted_lines"] == 1
 
 
+def test_a_check_failing_beside_another_still_blocks_metering(seeded):
+    # usage_events' contract and conservation run in one step, side by side: a lost line fails
+    # the recount alone, each check keeps its own verdict, and metering of the day does not run
+    with dg.instance_for_test() as instance:
+        assert run_day(instance).success
+        store = lake()
+        store.write_table("usage_events", DAY, store.read_table("usage_events", DAY).slice(1))
+        result = dg.materialize(
+            [asset for asset in defs.assets if isinstance(asset, dg.AssetsDefinition)] + list(defs.asset_checks),
+            selection=dg.AssetSelection.checks_for_assets("usage_events") | dg.AssetSelection.assets("metered_usage"),
+            instance=instance, resources=defs.resources, partition_key=DAY, raise_on_error=False)
+        verdicts = {e.check_name: (e.passed, e.severity) for e in result.get_asset_check_evaluations()}
+        assert verdicts["usage_lines_conserved"] == (False, dg.AssetCheckSeverity.ERROR)
+        assert verdicts["usage_events_matches_contract"] == (True, dg.AssetCheckSeverity.ERROR)
+        assert "metered_usage_matches_contract" not in verdicts
+        assert not [e for e in result.get_asset_materialization_events()
+                    if e.event_specific_data.materialization.asset_key == dg.AssetKey("metered_usage")]
+
+
 def test_metering_tie_check_catches_a_changed_quantity(seeded):
     with dg.instance_for_test() as instance:
         assert run_day(instance).success
