@@ -5,6 +5,7 @@ configuration, not by the day's size."""
 import gzip
 import json
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,20 +18,32 @@ from billing_assets_tests.usage.helpers import DAY, LANDED, event
 REFERENCE = load_reference(reference_files().get)
 TABLES = ("events", "quarantined", "duplicates", "quarantined_lines")
 
-# a line is one of: a valid event (id, quantity), which may repeat an earlier id with the same or
-# another payload; a line that is not JSON; a blank line
+# a line is one of: a valid event (id, quantity), written as json.dumps does or compactly with a
+# number quantity as producers do, which may repeat an earlier id with the same or another
+# payload (the meter of an "escaped" one spelt with a JSON escape); a line that is not JSON, not
+# an object, has a negative quantity or an unknown customer; a blank line. (A chunk that mixes
+# compact events with odd ones — escaped, broken, array, negative — is parsed in two parts, and
+# their outcomes merged in line order: chunk_bytes=1 checks every line alone.)
+_QUANTITY = st.sampled_from(["1.5", "2", "0.25"])
 _line = st.one_of(
-    st.tuples(st.just("event"), st.integers(0, 12), st.sampled_from(["1.5", "2", "0.25"])),
-    st.tuples(st.just("broken"), st.integers(0, 3), st.just("")),
+    st.tuples(st.just("event"), st.integers(0, 12), _QUANTITY),
+    st.tuples(st.sampled_from(["compact", "escaped"]), st.integers(0, 12), _QUANTITY),
+    st.tuples(st.sampled_from(["broken", "array", "negative", "stranger"]), st.integers(0, 3), st.just("")),
     st.tuples(st.just("blank"), st.just(0), st.just("")),
 )
+_REJECTED = ("broken", "array", "negative", "stranger")
 _day = st.lists(st.lists(_line, max_size=25), min_size=1, max_size=4)
 
 
 def _text(kind: str, number: int, quantity: str) -> str:
+    if kind in ("compact", "escaped", "negative", "stranger"):
+        meter = "egress\\u005fgb" if kind == "escaped" else "egress_gb"
+        customer = "ghost" if kind == "stranger" else "acme"
+        return (f'{{"event_id":"ev-{number}","timestamp":"2026-01-05T10:00:00Z","meter":"{meter}",'
+                f'"customer_id":"{customer}","quantity":{-1 if kind == "negative" else quantity}}}')
     if kind == "event":
         return event(event_id=f"ev-{number}", quantity=quantity)
-    return "{broken" + "x" * number if kind == "broken" else "   "
+    return {"broken": "{broken" + "x" * number, "array": f"[{number}]"}.get(kind, "   ")
 
 
 def _objects(day: list[list[tuple]], gz: bool) -> list[RawObject]:
@@ -61,9 +74,9 @@ def test_chunks_and_buckets_never_change_a_table(day, gz, chunk_bytes, bucket_ro
         number = 0
         for kind, ident, quantity in lines:
             number += 1
-            if kind == "broken":
+            if kind in _REJECTED:
                 broken.append((index, number))
-            if kind != "event":
+            if kind not in ("event", "compact", "escaped"):
                 continue
             seen = first.setdefault(f"ev-{ident}", (quantity, index, number))
             if seen[1:] == (index, number):
@@ -120,3 +133,26 @@ def test_an_object_corrupt_in_the_middle_of_its_deflate_stream_is_unreadable_not
     assert (result.accepted, result.lines_read, result.unreadable_objects) == (0, 0, [objects[0].key])
     [row] = result.quarantined.to_pylist()
     assert row["reason"] == "unreadable_file" and row["detail"].startswith("corrupt gzip: ")
+
+
+def test_some_lines_of_an_object_are_an_object_of_their_own():
+    # 16 lines, the 4th and 12th not objects, the last without a newline: keeping 14 cuts two
+    # lines out of the text; keeping 2 copies them
+    lines = ['{"n":%d}' % number if number not in (4, 12) else "[%d]" % number for number in range(1, 17)]
+    whole = read_object_lines("x.jsonl", "\n".join(lines).encode())
+    odd = np.array([line.startswith("[") for line in lines])
+    plain, other = whole.subset(~odd), whole.subset(odd)
+    assert plain.lines.to_pylist() == [line for line in lines if line.startswith("{")]
+    assert plain.text == "\n".join(line for line in lines if line.startswith("{")).encode()  # as the last was
+    assert plain.line_numbers.tolist() == [n for n in range(1, 17) if n not in (4, 12)]
+    assert (plain.lines_open_with_brace, plain.longest_line, plain.newlines) == (True, 8, 13)
+    assert other.lines.to_pylist() == ["[4]", "[12]"] and other.line_numbers.tolist() == [4, 12]
+    assert (other.lines_open_with_brace, other.longest_line) == (False, 4)
+
+
+def test_a_blank_line_among_many_objects_is_no_line():
+    lines = ['{"n":%d}' % number for number in range(1, 17)]
+    lines[4] = " \t "  # line 5: one line in sixteen does not open with '{', and it is blank
+    read = read_object_lines("x.jsonl", "".join(line + "\n" for line in lines).encode())
+    assert read.line_numbers.tolist() == [n for n in range(1, 17) if n != 5]
+    assert read.lines.to_pylist() == [line for line in lines if line.strip()]

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from isal import igzip, isal_zlib  # ISA-L: gzip decoded twice as fast as by zlib
 
-from billing_assets.lib.arrow_text import value_offsets
+from billing_assets.lib.arrow_text import value_data, value_offsets
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,32 @@ class ObjectLines:
     @property
     def is_empty(self) -> bool:
         return self.unreadable is None and len(self.line_numbers) == 0
+
+    def subset(self, keep: np.ndarray) -> "ObjectLines":
+        """Only the lines ``keep`` marks, as an object of their own: their text each followed by
+        a newline (perhaps but the last), their numbers kept."""
+        dropped = np.flatnonzero(~keep)
+        if self.split_lines is None and len(dropped) <= len(keep) // 8:
+            # the lines are the text's, each but perhaps the last followed by a newline: cut the
+            # few dropped ones out of the text rather than copy every kept line twice
+            lengths = np.diff(value_offsets(self.lines)).astype(np.int64)
+            starts = np.concatenate(([0], np.cumsum(lengths[:-1] + 1)))
+            data = np.frombuffer(self.text, dtype=np.uint8)
+            cut = np.concatenate([np.zeros(0, np.int64)] + [
+                np.arange(start, min(start + length + 1, len(data)))
+                for start, length in zip(starts[dropped].tolist(), lengths[dropped].tolist())])
+            text = np.delete(data, cut).tobytes()
+            return ObjectLines(self.key, self.bytes_read, line_numbers=self.line_numbers[keep], text=text,
+                               newlines=text.count(b"\n"), longest_line=int(lengths[keep].max(initial=0)),
+                               lines_open_with_brace=bool((data[starts[keep]] == ord("{")).all()))
+        lines = self.lines.filter(pa.array(keep))
+        newline, empty = (pa.scalar(text, lines.type) for text in ("\n", ""))
+        text = value_data(pc.binary_join_element_wise(lines, empty, newline)).to_pybytes() if len(lines) else b""
+        return ObjectLines(
+            self.key, self.bytes_read, line_numbers=self.line_numbers[keep], text=text, newlines=len(lines),
+            longest_line=int(pc.max(pc.binary_length(lines)).as_py() or 0),
+            lines_open_with_brace=bool(pc.all(pc.starts_with(lines, "{")).as_py() is not False),
+            split_lines=lines)
 
 
 def read_object_lines(key: str, body: bytes) -> ObjectLines:
@@ -128,10 +154,14 @@ def _lines_of(key: str, bytes_read: int, data: bytes, first_line: int, offset: i
         starts = np.concatenate(([0], newline_at + 1))
         if starts[-1] == len(data):
             starts = starts[:-1]  # nothing after the final newline
-        if len(starts) and (np.frombuffer(data, dtype=np.uint8)[starts] == ord("{")).all():
+        others = np.flatnonzero(np.frombuffer(data, dtype=np.uint8)[starts] != ord("{"))
+        # a few lines that do not open with '{' (a day of rejected lines) need not split the
+        # text, unless one of them is blank
+        if len(starts) and (len(others) == 0 or len(others) <= len(starts) // 8 and not _any_blank(
+                data, starts[others], np.append(newline_at, len(data))[others])):
             return ObjectLines(key, bytes_read, line_numbers=np.arange(first_line, first_line + len(starts), dtype=np.int64),
                                text=data, newlines=len(newline_at), longest_line=_longest(starts, newline_at, len(data)),
-                               lines_open_with_brace=True)
+                               lines_open_with_brace=len(others) == 0)
     lines = _split(data)
     if has_cr:
         lines = pc.replace_substring_regex(lines, r"\r$", "")
@@ -148,6 +178,12 @@ def _lines_of(key: str, bytes_read: int, data: bytes, first_line: int, offset: i
     longest = int(pc.max(pc.binary_length(lines)).as_py() or 0)
     return ObjectLines(key, bytes_read, line_numbers=numbers, text=data, newlines=len(newline_at), longest_line=longest,
                        lines_open_with_brace=opens_with_brace, split_lines=lines)
+
+
+def _any_blank(data: bytes, starts: np.ndarray, ends: np.ndarray) -> bool:
+    """Whether any of the lines from ``starts`` to ``ends`` (newline excluded) holds only
+    whitespace (a CR-free text)."""
+    return any(not data[start:end].strip() for start, end in zip(starts.tolist(), ends.tolist()))
 
 
 def _split(data: bytes) -> pa.LargeStringArray:

@@ -56,6 +56,7 @@ _NEEDS_REFERENCE_READER = (
 # properties only costs the fast path, never correctness)
 _STRING_QUANTITY = r'"quantity"\s*:\s*"'
 _CLOSES_OBJECT = r"\}\s*$"
+_NEGATIVE_QUANTITY = r'"quantity"\s*:\s*-'
 _ARROW_SCHEMA = pa.schema([(name, pa.string()) for name in SCALAR_FIELDS] + [("properties", pa.struct([]))])
 # The exact path declares only what every event carries: Arrow's reader spends as long filling a
 # declared but absent column with nulls (source, ip, properties in most objects) as it does on
@@ -289,21 +290,29 @@ def _read_json_once(data: pa.Buffer, schema: pa.Schema) -> pa.Table:
     )
 
 
-def _parse_whole(lines: ObjectLines, property_fields) -> pa.Table | None:
+def _exact_whole(lines: "ObjectLines", property_fields) -> pa.Table | None:
     """The common case in one pass over the object: when no line is too long or needs the
-    reference reader, parse the whole text at once (one reader call instead of one per line),
-    with exact decimal quantities if possible, else with numbers marked. None when the object
-    is not that simple."""
+    reference reader and no quantity is a string, the whole text at once (one reader call
+    instead of one per line) with exact decimal quantities. None when the object is not that
+    simple, or Arrow could not take it so."""
     count, text = len(lines.line_numbers), lines.text
-    if count == 0 or lines.longest_line > MAX_LINE_BYTES:
+    if text is None or count == 0 or lines.longest_line > MAX_LINE_BYTES:
+        return None
+    if not _plainly_simple(text, lines.newlines, lines.lines_open_with_brace) and pc.any(
+            pc.match_substring_regex(_one_value(text, pa.large_string()),
+                                     f"{_NEEDS_REFERENCE_READER}|{_STRING_QUANTITY}")).as_py():
+        return None
+    return _parse_exact(pa.py_buffer(text), count, property_fields)
+
+
+def _marked_whole(lines: "ObjectLines", property_fields) -> pa.Table | None:
+    """Else the whole text at once with its numbers marked, when no line needs the reference
+    reader; None when one does, or Arrow could not take it."""
+    count, text = len(lines.line_numbers), lines.text
+    if text is None or count == 0 or lines.longest_line > MAX_LINE_BYTES:
         return None
     whole = _one_value(text, pa.large_string())  # valid UTF-8: read_object_lines checked it
-    if _plainly_simple(text, lines.newlines, lines.lines_open_with_brace) or not pc.any(
-            pc.match_substring_regex(whole, f"{_NEEDS_REFERENCE_READER}|{_STRING_QUANTITY}")).as_py():
-        exact = _parse_exact(pa.py_buffer(text), count, property_fields)
-        if exact is not None:
-            return exact
-    elif pc.any(pc.match_substring_regex(whole, _NEEDS_REFERENCE_READER)).as_py():
+    if pc.any(pc.match_substring_regex(whole, _NEEDS_REFERENCE_READER)).as_py():
         return None
     marked = pc.replace_substring_regex(whole, _NUMBER_MEMBER, _NUMBER_REPLACEMENT)
     try:
@@ -392,8 +401,35 @@ def _with_undeclared_fields(block: pa.Table) -> pa.Table | None:
 
 def parse_object(lines: "ObjectLines", property_fields: tuple[str, ...]) -> pa.Table:
     """Parse one readable object's non-blank lines (``row`` = position among them)."""
-    whole = _parse_whole(lines, property_fields) if lines.text is not None else None
-    return whole if whole is not None else parse_lines(lines.lines, property_fields)
+    for parse in (_exact_whole, _marked_whole):
+        parsed = parse(lines, property_fields)
+        if parsed is not None:
+            return parsed
+    return parse_lines(lines.lines, property_fields)
+
+
+def parse_in_parts(lines: "ObjectLines", property_fields: tuple[str, ...]) -> list[tuple["ObjectLines", pa.Table]]:
+    """``parse_object``, but an object whose few odd lines (``off_the_exact_path``) keep it
+    from the exact path is parsed as two objects: its plain lines, which then take it, and the
+    odd ones. Each part comes with its lines (their quantity columns may differ in type: each
+    part is checked alone). A day of many rejected lines otherwise read every line of every
+    object the slow way — two and a half times the parse of a clean day."""
+    exact = _exact_whole(lines, property_fields)
+    if exact is not None:
+        return [(lines, exact)]
+    odd = off_the_exact_path(lines.lines)
+    if not odd.any() or odd.all():
+        return [(lines, parse_object(lines, property_fields))]
+    return [(part, parse_object(part, property_fields)) for part in (lines.subset(~odd), lines.subset(odd))]
+
+
+def off_the_exact_path(lines: pa.LargeStringArray) -> np.ndarray:
+    """Lines that would keep their object from the exact path: for the reference reader, not
+    closing their object (cut short), a quantity written as a string or a negative number
+    (out of the exact path's range), or longer than the limit."""
+    odd = pc.or_(pc.match_substring_regex(lines, f"{_NEEDS_REFERENCE_READER}|{_STRING_QUANTITY}|{_NEGATIVE_QUANTITY}"),
+                 pc.invert(pc.match_substring_regex(lines, _CLOSES_OBJECT)))
+    return pc.or_(odd, pc.greater(pc.binary_length(lines), MAX_LINE_BYTES)).to_numpy(zero_copy_only=False)
 
 
 def parse_lines(lines: pa.LargeStringArray, property_fields: tuple[str, ...]) -> pa.Table:
