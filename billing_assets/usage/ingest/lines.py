@@ -46,6 +46,16 @@ class ObjectLines:
     def is_empty(self) -> bool:
         return self.unreadable is None and len(self.line_numbers) == 0
 
+    def lines_at(self, positions: np.ndarray) -> pa.LargeStringArray:
+        """The text of the lines at ``positions`` (ascending, among the non-blank lines), without
+        cutting every line out of the text when it was not cut already."""
+        if self.split_lines is not None or self.text is None:
+            return self.lines.take(pa.array(positions)).cast(pa.large_string())
+        ends = np.append(_newline_positions(self.text), len(self.text))  # no blank line: line i ends at ends[i]
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        return pa.array([self.text[start:end].decode() for start, end
+                         in zip(starts[positions].tolist(), ends[positions].tolist())], pa.large_string())
+
     def subset(self, keep: np.ndarray) -> "ObjectLines":
         """Only the lines ``keep`` marks, as an object of their own: their text each followed by
         a newline (perhaps but the last), their numbers kept."""

@@ -231,9 +231,13 @@ def ingest_into(day: date, objects: Sequence[RawObject], reference: ReferenceDat
             largest_batch_keys=max((held for _, held in found), default=0),
         )
         deduplicated_at = time.perf_counter()
-        _publish_events(spill, parts, repeats, sinks.events, pool, limits.workers, result)
-        _publish_duplicates(repeats, sinks.duplicates, result)
-        _publish_quarantine(spill, parts, repeats, checked, ordered, sinks, limits, result, pool)
+        conflicts = repeats.filter(repeats.column("conflict"))
+        with ThreadPoolExecutor(max_workers=1) as aside:
+            # the conflicting copies' objects are read again while the events are encoded
+            texts = aside.submit(conflict_texts, conflicts, {raw.key: raw for raw in ordered}, limits.chunk_bytes, 2)
+            _publish_events(spill, parts, repeats, sinks.events, pool, limits.workers, result)
+            _publish_duplicates(repeats, sinks.duplicates, result)
+            _publish_quarantine(spill, parts, conflicts, texts.result(), checked, sinks, limits, result, pool)
         result.stage_seconds = {"objects": checked_at - started, "dedupe": deduplicated_at - checked_at,
                                 "publish": time.perf_counter() - deduplicated_at}
     return result
@@ -269,21 +273,20 @@ def _publish_duplicates(repeats: pa.Table, sink: TableSink, result: IngestResult
     sink.write(plain.select(DUPLICATE_EVENTS_SCHEMA.names).cast(DUPLICATE_EVENTS_SCHEMA))
 
 
-def _publish_quarantine(spill: Spill, parts: _Chunks, repeats: pa.Table, checked: list[CheckedObject],
-                        ordered: list[RawObject], sinks: Sinks, limits: Limits, result: IngestResult,
+def _publish_quarantine(spill: Spill, parts: _Chunks, conflicts: pa.Table, texts: pa.Array,
+                        checked: list[CheckedObject], sinks: Sinks, limits: Limits, result: IngestResult,
                         pool: ThreadPoolExecutor) -> None:
-    """Unreadable objects first (in key order), then every rejected line and conflicting copy by
-    (object key, line number); the quarantine records list the lines first, the files last."""
+    """Unreadable objects first (in key order), then every rejected line and conflicting copy
+    (``conflicts`` with their raw ``texts``) by (object key, line number); the quarantine records
+    list the lines first, the files last."""
     files = unreadable_quarantine([item.key for item in checked if item.unreadable],
                                   [item.unreadable for item in checked if item.unreadable])
     sinks.quarantined.write(files)
-    conflicts = repeats.filter(repeats.column("conflict"))
     counts = Counter({Reason.UNREADABLE_FILE.value: files.num_rows, Reason.DUPLICATE_CONFLICT.value: conflicts.num_rows})
     for item in checked:
         counts.update(item.reasons)
     result.reason_counts.update(counts)
     conflict_rows = conflicts.column("row").to_numpy()
-    texts = conflict_texts(conflicts, {raw.key: raw for raw in ordered}, limits.chunk_bytes)
 
     def rejected(index: int) -> pa.Table | None:  # the chunk's rejected lines and conflicting copies
         chunk, pieces = parts.chunks[index], []
@@ -338,19 +341,24 @@ def conflict_quarantine(mine: pa.Table, texts: pa.Array) -> pa.Table:
     })
 
 
-def conflict_texts(conflicts: pa.Table, raw_of: dict[str, RawObject], chunk_bytes: int | None) -> pa.Array:
+def conflict_texts(conflicts: pa.Table, raw_of: dict[str, RawObject], chunk_bytes: int | None,
+                   workers: int = 1) -> pa.Array:
     """The raw text of each conflicting copy, in the conflicts' order: its object is read again
-    (a conflict is found after its object was let go)."""
-    pieces = []
+    (a conflict is found after its object was let go), ``workers`` objects at once."""
     keys = conflicts.column("object_key").to_pylist()
     numbers = conflicts.column("line_number").to_numpy()
     starts = [0] + [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]] + [len(keys)]
-    for start, end in zip(starts[:-1], starts[1:]):
-        if end == start:
-            continue
-        wanted = numbers[start:end]  # ascending: conflicts are in partition order
+
+    def texts(span: tuple[int, int]) -> list[pa.Array]:
+        start, end = span
+        wanted, found = numbers[start:end], []  # ascending: conflicts are in partition order
         for lines in object_chunks(keys[start], raw_of[keys[start]].stream(), chunk_bytes):
             where = np.flatnonzero(np.isin(lines.line_numbers, wanted))
             if len(where):
-                pieces.append(lines.lines.take(pa.array(where)).cast(pa.large_string()))
+                found.append(lines.lines_at(where))
+        return found
+
+    spans = [span for span in zip(starts[:-1], starts[1:]) if span[1] > span[0]]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pieces = [piece for found in pool.map(texts, spans) for piece in found]
     return pa.concat_arrays(pieces) if pieces else pa.array([], pa.large_string())
