@@ -65,11 +65,12 @@ class ObjectLines:
             # few dropped ones out of the text rather than copy every kept line twice
             lengths = np.diff(value_offsets(self.lines)).astype(np.int64)
             starts = np.concatenate(([0], np.cumsum(lengths[:-1] + 1)))
+            whole, pieces, at = memoryview(self.text), [], 0
+            for start, length in zip(starts[dropped].tolist(), lengths[dropped].tolist()):
+                pieces.append(whole[at:start])
+                at = start + length + 1  # the line and its newline
+            text = b"".join([*pieces, whole[at:]])
             data = np.frombuffer(self.text, dtype=np.uint8)
-            cut = np.concatenate([np.zeros(0, np.int64)] + [
-                np.arange(start, min(start + length + 1, len(data)))
-                for start, length in zip(starts[dropped].tolist(), lengths[dropped].tolist())])
-            text = np.delete(data, cut).tobytes()
             return ObjectLines(self.key, self.bytes_read, line_numbers=self.line_numbers[keep], text=text,
                                newlines=text.count(b"\n"), longest_line=int(lengths[keep].max(initial=0)),
                                lines_open_with_brace=bool((data[starts[keep]] == ord("{")).all()))
