@@ -401,11 +401,14 @@ def _with_undeclared_fields(block: pa.Table) -> pa.Table | None:
 
 def parse_object(lines: "ObjectLines", property_fields: tuple[str, ...]) -> pa.Table:
     """Parse one readable object's non-blank lines (``row`` = position among them)."""
-    for parse in (_exact_whole, _marked_whole):
-        parsed = parse(lines, property_fields)
-        if parsed is not None:
-            return parsed
-    return parse_lines(lines.lines, property_fields)
+    exact = _exact_whole(lines, property_fields)
+    return exact if exact is not None else _beyond_exact(lines, property_fields)
+
+
+def _beyond_exact(lines: "ObjectLines", property_fields: tuple[str, ...]) -> pa.Table:
+    """An object the exact path did not take: its whole text with numbers marked, else line by line."""
+    marked = _marked_whole(lines, property_fields)
+    return marked if marked is not None else parse_lines(lines.lines, property_fields)
 
 
 def parse_in_parts(lines: "ObjectLines", property_fields: tuple[str, ...]) -> list[tuple["ObjectLines", pa.Table]]:
@@ -419,8 +422,9 @@ def parse_in_parts(lines: "ObjectLines", property_fields: tuple[str, ...]) -> li
         return [(lines, exact)]
     odd = off_the_exact_path(lines.lines)
     if not odd.any() or odd.all():
-        return [(lines, parse_object(lines, property_fields))]
-    return [(part, parse_object(part, property_fields)) for part in (lines.subset(~odd), lines.subset(odd))]
+        return [(lines, _beyond_exact(lines, property_fields))]  # the exact path was just tried
+    plain, others = lines.subset(~odd), lines.subset(odd)
+    return [(plain, parse_object(plain, property_fields)), (others, _beyond_exact(others, property_fields))]
 
 
 def off_the_exact_path(lines: pa.LargeStringArray) -> np.ndarray:
