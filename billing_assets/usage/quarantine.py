@@ -26,16 +26,24 @@ QUARANTINE_RECORD_SCHEMA = pa.schema([
     ("line", pa.large_string()),
 ])
 _CONTROL = r"[\x00-\x1f]"
+_SCAN_WINDOW = 1 << 20
 
 
 def json_strings(values: pa.Array) -> pa.Array:
     """Each value as a JSON string literal as ``json.dumps(value, ensure_ascii=False)`` writes it
     (``null`` for a missing one)."""
     values = values.cast(pa.large_string())
-    escaped = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
+    # one byte scan each says whether a whole column needs a pass at all: most details and keys
+    # hold no quote, and lines no backslash or control character
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    data = [np.frombuffer(value_data(chunk), dtype=np.uint8) for chunk in chunks]
+    escaped = values
+    for byte, escape in (("\\", "\\\\"), ('"', '\\"')):  # backslashes first: the quotes' escapes add some
+        if _holds(data, ord(byte)):
+            escaped = pc.replace_substring(escaped, byte, escape)
     literal = join_texts('"', escaped, '"')
-    controlled = pc.fill_null(pc.match_substring_regex(values, _CONTROL), False)
-    if pc.any(controlled).as_py():  # rare: control characters take json's own escapes
+    if _holds(data, 0x20, below=True):  # rare: control characters take json's own escapes
+        controlled = pc.fill_null(pc.match_substring_regex(values, _CONTROL), False)
         rows = np.flatnonzero(controlled.to_numpy(zero_copy_only=False))
         texts = [json.dumps(value, ensure_ascii=False) for value in values.take(pa.array(rows)).to_pylist()]
         mask = np.zeros(len(values), dtype=bool)
@@ -44,17 +52,26 @@ def json_strings(values: pa.Array) -> pa.Array:
     return pc.fill_null(literal, pa.scalar("null", pa.large_string()))
 
 
-def quarantine_jsonl(records: pa.Table) -> bytes:
-    """``records`` (QUARANTINE_RECORD_SCHEMA) as JSON lines, keys in sorted order."""
+def _holds(data: list[np.ndarray], byte: int, below: bool = False) -> bool:
+    """Whether ``data`` holds ``byte`` (or, ``below``, any byte under it), looked at a window at
+    a time so the comparison's temporary stays small."""
+    return any((window < byte if below else window == byte).any()
+               for part in data for window in (part[start:start + _SCAN_WINDOW] for start in range(0, len(part), _SCAN_WINDOW)))
+
+
+def jsonl_pieces(records: pa.Table) -> list[pa.Buffer]:
+    """``records`` (QUARANTINE_RECORD_SCHEMA) as JSON lines, keys in sorted order: the text as
+    the Arrow buffers it was built in, back to back. The writer takes them as they are (copying
+    hundreds of megabytes into one ``bytes`` cost more than building them)."""
     if records.num_rows == 0:
-        return b""
+        return []
     number = pc.fill_null(records.column("line_number").cast(pa.large_string()), pa.scalar("null", pa.large_string()))
     lines = join_texts(
         '{"detail": ', json_strings(records.column("detail")), ', "line": ', json_strings(records.column("line")),
         ', "line_number": ', number, ', "object_key": ', json_strings(records.column("object_key")),
         ', "reason": ', json_strings(records.column("reason")), "}\n",
     )
-    return value_data(lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines).to_pybytes()
+    return [value_data(chunk) for chunk in (lines.chunks if isinstance(lines, pa.ChunkedArray) else [lines])]
 
 
 class RecordsFileSink:
@@ -73,7 +90,11 @@ class RecordsFileSink:
     def write(self, records: pa.Table) -> None:
         if len(self._pending) >= 2:
             self._pending.pop(0).result()
-        self._pending.append(self._writer.submit(lambda: self._file.write(quarantine_jsonl(records))))
+        self._pending.append(self._writer.submit(self._write, records))
+
+    def _write(self, records: pa.Table) -> None:
+        for piece in jsonl_pieces(records):
+            self._file.write(piece)
 
     def close(self) -> None:
         for future in self._pending:

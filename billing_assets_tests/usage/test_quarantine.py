@@ -6,7 +6,7 @@ import pyarrow as pa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from billing_assets.usage.quarantine import QUARANTINE_RECORD_SCHEMA, json_strings, quarantine_jsonl
+from billing_assets.usage.quarantine import QUARANTINE_RECORD_SCHEMA, json_strings, jsonl_pieces
 
 texts = st.one_of(st.none(), st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40))
 
@@ -30,4 +30,6 @@ records = st.fixed_dictionaries({
 @given(st.lists(records, max_size=20))
 def test_the_record_file_is_one_sorted_key_json_dump_per_record(rows):
     expected = "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows).encode()
-    assert quarantine_jsonl(pa.Table.from_pylist(rows, schema=QUARANTINE_RECORD_SCHEMA)) == expected
+    table = pa.Table.from_pylist(rows, schema=QUARANTINE_RECORD_SCHEMA)
+    for records in (table, pa.Table.from_batches(table.to_batches(max_chunksize=3), table.schema)):  # in chunks too
+        assert b"".join(piece.to_pybytes() for piece in jsonl_pieces(records)) == expected
