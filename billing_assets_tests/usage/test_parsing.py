@@ -8,6 +8,7 @@ import re
 from decimal import Decimal
 from unittest import mock
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import example, given
@@ -319,3 +320,25 @@ def test_lines_cut_short_are_read_on_their_own_without_halving_arrows_block(monk
     table = parse_lines(pa.array(batch, pa.large_string()), FIELDS)
     assert len(reads) == 1  # one block of 1,960 readable lines; halving would read it ~200 times
     assert table.column("parse_reason").to_pylist().count("malformed_json") == 40
+
+
+def _odd_by_regex(line: str) -> bool:
+    """A line off the exact path, by Python's re over the line alone (see above)."""
+    pattern = f"{parsing._NEEDS_REFERENCE_READER}|{parsing._STRING_QUANTITY}|{parsing._NEGATIVE_QUANTITY}"
+    return (re.search(pattern.replace(r"\x{E000}", "\ue000").replace(r"\x{E002}", "\ue002"), line) is not None
+            or re.search(parsing._CLOSES_OBJECT, line) is None or len(line.encode()) > parsing.MAX_LINE_BYTES)
+
+
+@given(st.lists(st.lists(_pieces, max_size=12).map(lambda pieces: "{" + "".join(pieces)), min_size=1, max_size=40),
+       st.sampled_from([1 << 20, 1, 3, 4, 5]), st.data())
+@example(['{"quantity":-1}', '{"quantity":"1"}', '{"a":1}', '{"b":NaN}', '{"c":1', '{"y" :2}'], 4, None)
+def test_the_odd_lines_an_object_text_screens_are_the_lines_the_regex_finds(lines, window, data):
+    read = read_object_lines("x.jsonl", "\n".join(lines).encode())
+    texts = read.lines.to_pylist()
+    with mock.patch.object(parsing, "_SCAN_WINDOW", window):
+        assert parsing.off_the_exact_path(read).tolist() == [_odd_by_regex(line) for line in texts]
+    assert read.lines_at(np.arange(len(texts))).to_pylist() == texts
+    keep = np.array(data.draw(st.lists(st.booleans(), min_size=len(texts), max_size=len(texts)))) if data else \
+        np.arange(len(texts)) % 2 == 0
+    part = read.subset(keep)
+    assert part.lines_at(np.arange(int(keep.sum()))).to_pylist() == [text for text, kept in zip(texts, keep) if kept]

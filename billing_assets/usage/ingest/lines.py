@@ -33,6 +33,9 @@ class ObjectLines:
     longest_line: int = 0  # bytes
     lines_open_with_brace: bool = False  # every non-blank line's first byte is '{'
     split_lines: pa.LargeStringArray | None = None  # the lines, when finding them took splitting
+    # else where each line ends in ``text`` (its newline, or the text's end): no blank line lies
+    # between them, so line i starts one byte after line i - 1 ends
+    line_ends: np.ndarray | None = None
 
     @cached_property
     def lines(self) -> pa.LargeStringArray:
@@ -49,32 +52,37 @@ class ObjectLines:
     def lines_at(self, positions: np.ndarray) -> pa.LargeStringArray:
         """The text of the lines at ``positions`` (ascending, among the non-blank lines), without
         cutting every line out of the text when it was not cut already."""
-        if self.split_lines is not None or self.text is None:
-            return self.lines.take(pa.array(positions)).cast(pa.large_string())
-        ends = np.append(_newline_positions(self.text), len(self.text))  # no blank line: line i ends at ends[i]
-        starts = np.concatenate(([0], ends[:-1] + 1))
-        return pa.array([self.text[start:end].decode() for start, end
-                         in zip(starts[positions].tolist(), ends[positions].tolist())], pa.large_string())
+        taken = pa.array(positions, pa.int64())
+        if self.line_ends is None:
+            return self.lines.take(taken).cast(pa.large_string())
+        # each line with the newline after it is a slice of the text as it is: take those, then
+        # drop the newline (a line holds none of its own)
+        bounds = np.minimum(np.concatenate(([0], self.line_ends + 1)), len(self.text))
+        with_newlines = pa.LargeStringArray.from_buffers(len(self.line_ends), pa.py_buffer(bounds.astype(np.int64)),
+                                                         pa.py_buffer(self.text))
+        return pc.utf8_rtrim(with_newlines.take(taken), "\n")
 
     def subset(self, keep: np.ndarray) -> "ObjectLines":
         """Only the lines ``keep`` marks, as an object of their own: their text each followed by
         a newline (perhaps but the last), their numbers kept."""
         dropped = np.flatnonzero(~keep)
-        if self.split_lines is None and len(dropped) <= len(keep) // 8:
-            # the lines are the text's, each but perhaps the last followed by a newline: cut the
-            # few dropped ones out of the text rather than copy every kept line twice
-            lengths = np.diff(value_offsets(self.lines)).astype(np.int64)
-            starts = np.concatenate(([0], np.cumsum(lengths[:-1] + 1)))
+        if self.line_ends is not None and len(dropped) <= len(keep) // 8:
+            # cut the few dropped lines out of the text rather than copy every kept line twice
+            ends = self.line_ends
+            starts = np.concatenate(([0], ends[:-1] + 1))
             whole, pieces, at = memoryview(self.text), [], 0
-            for start, length in zip(starts[dropped].tolist(), lengths[dropped].tolist()):
+            for start, end in zip(starts[dropped].tolist(), ends[dropped].tolist()):
                 pieces.append(whole[at:start])
-                at = start + length + 1  # the line and its newline
+                at = end + 1  # the line and its newline
             text = b"".join([*pieces, whole[at:]])
+            lengths = (ends - starts)[keep]
+            kept_ends = np.cumsum(lengths + 1) - 1  # each kept line then its newline, back to back
             data = np.frombuffer(self.text, dtype=np.uint8)
             return ObjectLines(self.key, self.bytes_read, line_numbers=self.line_numbers[keep], text=text,
-                               newlines=text.count(b"\n"), longest_line=int(lengths[keep].max(initial=0)),
-                               lines_open_with_brace=bool((data[starts[keep]] == ord("{")).all()))
-        lines = self.lines.filter(pa.array(keep))
+                               newlines=text.count(b"\n"), longest_line=int(lengths.max(initial=0)),
+                               lines_open_with_brace=bool((data[starts[keep]] == ord("{")).all()),
+                               line_ends=np.minimum(kept_ends, len(text)))
+        lines = self.lines_at(np.flatnonzero(keep))
         newline, empty = (pa.scalar(text, lines.type) for text in ("\n", ""))
         text = value_data(pc.binary_join_element_wise(lines, empty, newline)).to_pybytes() if len(lines) else b""
         return ObjectLines(
@@ -170,9 +178,10 @@ def _lines_of(key: str, bytes_read: int, data: bytes, first_line: int, offset: i
         # text, unless one of them is blank
         if len(starts) and (len(others) == 0 or len(others) <= len(starts) // 8 and not _any_blank(
                 data, starts[others], np.append(newline_at, len(data))[others])):
+            ends = np.append(newline_at, len(data))[:len(starts)]
             return ObjectLines(key, bytes_read, line_numbers=np.arange(first_line, first_line + len(starts), dtype=np.int64),
-                               text=data, newlines=len(newline_at), longest_line=_longest(starts, newline_at, len(data)),
-                               lines_open_with_brace=len(others) == 0)
+                               text=data, newlines=len(newline_at), longest_line=int(np.max(ends - starts)),
+                               lines_open_with_brace=len(others) == 0, line_ends=ends)
     lines = _split(data)
     if has_cr:
         lines = pc.replace_substring_regex(lines, r"\r$", "")
@@ -199,13 +208,6 @@ def _any_blank(data: bytes, starts: np.ndarray, ends: np.ndarray) -> bool:
 
 def _split(data: bytes) -> pa.LargeStringArray:
     return pc.split_pattern(_one_value(data, pa.large_string()), "\n").flatten()
-
-
-def _longest(starts: np.ndarray, newline_at: np.ndarray, size: int) -> int:
-    """The longest line's length in bytes: each line runs from its start to the next newline
-    (the last one perhaps to the end of the text)."""
-    ends = np.append(newline_at, size)[:len(starts)]
-    return int(np.max(ends - starts))
 
 
 _SCAN_WINDOW = 1 << 20

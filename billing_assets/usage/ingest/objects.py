@@ -89,11 +89,11 @@ def _checked(lines, parsed: pa.Table, last_modified: datetime, ctx: _PartitionCo
     good = rows.select(PASSED_COLUMNS)
     if passed.all():
         return CheckedLines(good, None, Counter(), ignored)
-    taken = pa.array(np.flatnonzero(~passed))
+    rejected = np.flatnonzero(~passed)
     bad = _attributed(rows.select(["line_number", "reason", "detail", "customer_id", "meter", "quantity"])
-                      .take(taken), ctx)
+                      .take(pa.array(rejected)), ctx)
     reasons = Counter(dict(zip(*(pc.value_counts(bad.column("reason")).flatten()[i].to_pylist() for i in (0, 1)))))
-    return CheckedLines(good.filter(pa.array(passed)), bad.append_column("line", lines.lines.take(taken)), reasons,
+    return CheckedLines(good.filter(pa.array(passed)), bad.append_column("line", lines.lines_at(rejected)), reasons,
                         ignored)
 
 

@@ -22,6 +22,7 @@ object read again, so it keeps its text.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -330,32 +331,34 @@ def _plainly_simple(text: bytes, newlines: int, lines_open_with_brace: bool) -> 
     if ``lines_open_with_brace``) joined by its ``newlines`` newline bytes, perhaps with blank
     lines between. False when they can't tell, and the regex must. Producers write plain lines,
     and these scans cost a third of running the regex over the object."""
-    # every non-blank line opens with '{'; blank lines are spaces only (no tab or CR, below), so
-    # no "\s*" of the patterns can reach from one line into the next
-    if not lines_open_with_brace:
-        return False
-    if b"\\" in text or b"\xee" in text:  # an escape; a private-use character (our marks)
-        return False
-    if (b"N" in text and b"NaN" in text) or (b"I" in text and b"Infinity" in text):
-        return False
+    # every non-blank line opens with '{'; blank lines are spaces only (no tab or CR: a suspect
+    # byte), so no "\s*" of the patterns can reach from one line into the next
+    return lines_open_with_brace and len(_suspects(text)) == 0
+
+
+def _suspects(text: bytes) -> np.ndarray:
+    """Where in ``text`` one of the patterns that keep a line off the exact path may match
+    (``_NEEDS_REFERENCE_READER`` but for how a line opens, ``_STRING_QUANTITY``,
+    ``_NEGATIVE_QUANTITY``), found by byte scans: a backslash, a control byte other than a
+    newline, the lead byte of our marks (private use), 'NaN' and 'Infinity', and a key ending in
+    'y"' then spaces, or ':' and a quote, space or minus. More places than match, never fewer."""
     data = np.frombuffer(text, dtype=np.uint8)
-    control = 0
+    found = []
     for start in range(0, len(data), _SCAN_WINDOW):  # windows: the scans' temporaries stay in cache
         window = data[start:start + _SCAN_WINDOW + 3]
         head = window[:_SCAN_WINDOW]
-        control += np.count_nonzero(head < 0x20)
-        # a string quantity is a key ending in 'y"', spaces, ':', spaces and '"': look at what
-        # follows every 'y"' (3 bytes; a window overlaps the next by as much); spaces there
-        # (rare) leave it to the regex
+        odd = (head == ord("\\")) | (head == 0xEE) | ((head < 0x20) & (head != ord("\n")))
+        # a string or negative quantity is a key ending in 'y"', spaces, ':', spaces and '"' or
+        # '-': look at what follows every 'y"' (3 bytes; a window overlaps the next by as much)
         after = np.flatnonzero(head[:max(len(window) - 3, 0)] == ord("y"))
         after = after[window[after + 1] == ord('"')]
-        following = window[after + 2]
-        if (following == ord(" ")).any():
-            return False
-        behind_colon = window[after[following == ord(":")] + 3]
-        if ((behind_colon == ord('"')) | (behind_colon == ord(" "))).any():
-            return False
-    return int(control) == newlines  # else a tab, CR or other control byte
+        following, behind = window[after + 2], window[after + 3]
+        quantity = (following == ord(" ")) | ((following == ord(":")) & (
+            (behind == ord('"')) | (behind == ord(" ")) | (behind == ord("-"))))
+        found += [np.flatnonzero(odd) + start, after[quantity] + start]
+    if (b"N" in text and b"NaN" in text) or (b"I" in text and b"Infinity" in text):
+        found.append(np.array([match.start() for match in re.finditer(rb"NaN|Infinity", text)], dtype=np.int64))
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _parse_exact(data: pa.Buffer, line_count: int, property_fields) -> pa.Table | None:
@@ -420,17 +423,34 @@ def parse_in_parts(lines: "ObjectLines", property_fields: tuple[str, ...]) -> li
     exact = _exact_whole(lines, property_fields)
     if exact is not None:
         return [(lines, exact)]
-    odd = off_the_exact_path(lines.lines)
+    odd = off_the_exact_path(lines)
     if not odd.any() or odd.all():
         return [(lines, _beyond_exact(lines, property_fields))]  # the exact path was just tried
     plain, others = lines.subset(~odd), lines.subset(odd)
     return [(plain, parse_object(plain, property_fields)), (others, _beyond_exact(others, property_fields))]
 
 
-def off_the_exact_path(lines: pa.LargeStringArray) -> np.ndarray:
+def off_the_exact_path(lines: "ObjectLines") -> np.ndarray:
     """Lines that would keep their object from the exact path: for the reference reader, not
     closing their object (cut short), a quantity written as a string or a negative number
-    (out of the exact path's range), or longer than the limit."""
+    (out of the exact path's range), or longer than the limit. When the lines are still one
+    text, byte scans find the few that may be so (``_suspects``, a line not opening with '{' or
+    not ending with '}') and only those are matched."""
+    if lines.line_ends is None:
+        return _off_the_exact_path(lines.lines)
+    ends = lines.line_ends
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    data = np.frombuffer(lines.text, dtype=np.uint8)
+    last = data[np.maximum(ends - 1, starts)]  # an empty line has none: a blank line is not here
+    maybe = (data[starts] != ord("{")) | (last != ord("}")) | (ends - starts > MAX_LINE_BYTES)
+    maybe[np.searchsorted(ends, _suspects(lines.text))] = True
+    odd = np.zeros(len(ends), dtype=bool)
+    candidates = np.flatnonzero(maybe)
+    odd[candidates] = _off_the_exact_path(lines.lines_at(candidates))
+    return odd
+
+
+def _off_the_exact_path(lines: pa.LargeStringArray) -> np.ndarray:
     odd = pc.or_(pc.match_substring_regex(lines, f"{_NEEDS_REFERENCE_READER}|{_STRING_QUANTITY}|{_NEGATIVE_QUANTITY}"),
                  pc.invert(pc.match_substring_regex(lines, _CLOSES_OBJECT)))
     return pc.or_(odd, pc.greater(pc.binary_length(lines), MAX_LINE_BYTES)).to_numpy(zero_copy_only=False)
