@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from billing_assets.lib.arrow_text import value_data
+from billing_assets.lib.arrow_text import value_data, value_offsets
 from billing_assets.lib.money import QUANTITY_TYPE
 from billing_assets.reference.loading import ReferenceData
 from billing_assets.usage.ingest.parse import NUMBER_MARK, OTHER_MARK, STRING_MARK
@@ -114,37 +114,58 @@ def _value_bytes(column: pa.StringArray) -> np.ndarray:
 
 
 def _charset_matches(column: pa.StringArray, rule: _Charset) -> np.ndarray:
-    """``_matches(column, rule.pattern)``, without running the regex when it cannot fail."""
+    """``_matches(column, rule.pattern)``, running the regex only on the values that may fail it:
+    those holding a byte outside the rule's characters, or of a length outside its bounds."""
     if column.null_count == len(column):
         return np.zeros(len(column), dtype=bool)
-    if not _value_bytes(column).tobytes().translate(None, rule.allowed_bytes):  # all allowed, so ASCII
-        lengths = pc.min_max(pc.binary_length(column))
-        if lengths["min"].as_py() >= rule.min_length and lengths["max"].as_py() <= rule.max_length:
-            return _mask(pc.is_valid(column))
-    return _matches(column, rule.pattern)
+    values = _value_bytes(column)
+    strangers = set(values.tobytes().translate(None, rule.allowed_bytes))
+    if len(strangers) > 8:  # many kinds of stranger byte: not the day's few bad values
+        return _matches(column, rule.pattern)
+    lengths = pc.binary_length(column).to_numpy(zero_copy_only=False)
+    doubtful = (lengths < rule.min_length) | (lengths > rule.max_length)
+    if strangers:
+        at = np.flatnonzero(np.isin(values, np.array(sorted(strangers), dtype=np.uint8)))
+        doubtful[np.searchsorted(value_offsets(column) - value_offsets(column)[0], at, side="right") - 1] = True
+    return _regex_where(column, doubtful, rule.pattern)
+
+
+def _regex_where(column: pa.StringArray, doubtful: np.ndarray, pattern: str) -> np.ndarray:
+    """Every present value matches ``pattern`` but perhaps the ``doubtful`` ones, which the regex
+    judges."""
+    verdict = _mask(pc.is_valid(column))
+    if doubtful.any():
+        rows = np.flatnonzero(doubtful)
+        verdict[rows] = _matches(column.take(pa.array(rows)), pattern)
+    return verdict
 
 
 def _rfc3339_matches(column: pa.StringArray) -> np.ndarray:
-    """``_matches(column, RFC3339_PATTERN)``. Producers write one timestamp layout: when every
-    value has the first one's digits and separators in the same places, the first value's
-    verdict is everyone's (the pattern only tells digits from fixed characters by position)."""
-    values = _value_bytes(column)
+    """``_matches(column, RFC3339_PATTERN)``. Producers write one timestamp layout: a value with
+    the same digits and separators in the same places as one that matches (the commonest
+    length's first value), matches (the pattern only tells digits from fixed characters by
+    position). The regex judges the others."""
     present = _mask(pc.is_valid(column))
-    count = int(present.sum())
-    lengths = pc.min_max(pc.binary_length(column))
-    width = lengths["min"].as_py()
-    if count and width and width == lengths["max"].as_py() and len(values) == count * width:
-        rows = values.reshape(count, width)
-        template = rows[0]
-        digit = (template >= ord("0")) & (template <= ord("9"))
-        # every byte within [low, low + span]: a digit where the template has one, else the
-        # template's own byte (uint8 subtraction wraps what is below low round to the top)
-        low = np.where(digit, ord("0"), template).astype(np.uint8)
-        span = np.where(digit, 9, 0).astype(np.uint8)
-        if template.max() < 0x80 and re.fullmatch(RFC3339_PATTERN, template.tobytes().decode("ascii")) \
-                and ((rows - low) <= span).all():
-            return present
-    return _matches(column, RFC3339_PATTERN)
+    if not present.any():
+        return present
+    lengths = pc.binary_length(column).fill_null(-1).to_numpy(zero_copy_only=False)
+    widths, counts = np.unique(lengths[present], return_counts=True)
+    width = int(widths[np.argmax(counts)])
+    same = present & (lengths == width)
+    rows = _value_bytes(column.filter(pa.array(same))).reshape(-1, width) if width > 0 else None
+    if rows is None or len(rows) != int(same.sum()):  # a null holding bytes: not a layout to trust
+        return _matches(column, RFC3339_PATTERN)
+    template = rows[0]
+    if template.max() >= 0x80 or not re.fullmatch(RFC3339_PATTERN, template.tobytes().decode("ascii")):
+        return _matches(column, RFC3339_PATTERN)
+    digit = (template >= ord("0")) & (template <= ord("9"))
+    # every byte within [low, low + span]: a digit where the template has one, else the
+    # template's own byte (uint8 subtraction wraps what is below low round to the top)
+    low = np.where(digit, ord("0"), template).astype(np.uint8)
+    span = np.where(digit, 9, 0).astype(np.uint8)
+    laid_out = np.zeros(len(column), dtype=bool)
+    laid_out[np.flatnonzero(same)[((rows - low) <= span).all(axis=1)]] = True
+    return _regex_where(column, present & ~laid_out, RFC3339_PATTERN)
 
 
 def _absent(column: pa.Array) -> np.ndarray:
