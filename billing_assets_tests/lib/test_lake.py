@@ -107,3 +107,37 @@ def test_lakes_share_one_client_per_configuration(aws_env, monkeypatch, s3_endpo
     moved = billing_lake().client()
     assert moved is not first.client()
     assert moved.meta.endpoint_url == s3_endpoint.replace("127.0.0.1", "localhost")
+
+
+def _dictionary_columns(path) -> set[str]:
+    metadata = pq.ParquetFile(path).metadata
+    return {metadata.schema.column(index).name for group in range(metadata.num_row_groups)
+            for index in range(metadata.num_columns)
+            if "RLE_DICTIONARY" in metadata.row_group(group).column(index).encodings}
+
+
+def test_only_columns_that_repeat_their_values_get_a_dictionary(tmp_path):
+    # 3 writes of 30,000 rows: the sink holds the first batches until it has 65,536 rows to look
+    # at; "kind" takes 3 values, "event_id" and "line" one per row, "note" 2 per 3 rows (more
+    # than half distinct) and "empty" none
+    from billing_assets.lib.lake import ParquetFileSink
+
+    schema = pa.schema([("event_id", pa.string()), ("line", pa.int64()), ("kind", pa.string()),
+                        ("note", pa.string()), ("empty", pa.string())])
+    sink = ParquetFileSink(str(tmp_path / "t.parquet"), schema)
+    for start in range(0, 90_000, 30_000):
+        rows = range(start, start + 30_000)
+        sink.write(pa.table({"event_id": [f"e{n}" for n in rows], "line": list(rows), "kind": [f"k{n % 3}" for n in rows],
+                             "note": [f"n{n - n % 3 + min(n % 3, 1)}" for n in rows], "empty": [None] * 30_000},
+                            schema=schema))
+    sink.close()
+    stored = pq.read_table(tmp_path / "t.parquet")
+    assert stored.num_rows == 90_000 and stored.column("line").to_pylist() == list(range(90_000))
+    assert _dictionary_columns(tmp_path / "t.parquet") == {"kind", "empty"}
+    # a file of few rows tells little about its columns: all of them get one, as Arrow chooses
+    small = ParquetFileSink(str(tmp_path / "s.parquet"), schema)
+    small.write(pa.table({"event_id": ["a", "b"], "line": [1, 2], "kind": ["k", "k"], "note": ["x", "y"],
+                          "empty": [None, None]}, schema=schema))
+    small.close()
+    assert pq.read_table(tmp_path / "s.parquet").column("event_id").to_pylist() == ["a", "b"]
+    assert _dictionary_columns(tmp_path / "s.parquet") == set(schema.names)
