@@ -183,7 +183,7 @@ def stage_objects(put: Callable[[str, bytes], None], prefix: str, chunk_bytes: i
         pieces = [rejected.cast(rejected.schema.set(6, pa.field("line", pa.large_string())))]
         if conflicts.num_rows:
             raw = RawObject(key, None, datetime.now(timezone.utc), open=lambda: open_object(key))
-            pieces.append(conflict_quarantine(conflicts, conflict_texts(conflicts, {key: raw}, chunk_bytes))
+            pieces.append(conflict_quarantine(conflicts, conflict_texts(conflicts, raw, chunk_bytes))
                           .cast(pieces[0].schema))
         quarantined = pa.concat_tables(pieces)
         quarantined = quarantined.take(pc.sort_indices(quarantined.column("line_number")))

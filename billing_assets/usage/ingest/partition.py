@@ -232,12 +232,18 @@ def ingest_into(day: date, objects: Sequence[RawObject], reference: ReferenceDat
         )
         deduplicated_at = time.perf_counter()
         conflicts = repeats.filter(repeats.column("conflict"))
-        with ThreadPoolExecutor(max_workers=1) as aside:
-            # the conflicting copies' objects are read again while the events are encoded
-            texts = aside.submit(conflict_texts, conflicts, {raw.key: raw for raw in ordered}, limits.chunk_bytes, 2)
-            _publish_events(spill, parts, repeats, sinks.events, pool, limits.workers, result)
-            _publish_duplicates(repeats, sinks.duplicates, result)
-            _publish_quarantine(spill, parts, conflicts, texts.result(), checked, sinks, limits, result, pool)
+        # the conflicting copies' objects are read again, and the quarantine written, while the
+        # events are encoded: the three files are apart, and one encoder alone leaves a core idle
+        texts = _ConflictTexts(conflicts, {raw.key: raw for raw in ordered}, limits.chunk_bytes, 2)
+        try:
+            with ThreadPoolExecutor(max_workers=1) as aside:
+                quarantine = aside.submit(_publish_quarantine, spill, parts, conflicts, texts, checked, sinks, limits,
+                                          result, pool)
+                _publish_events(spill, parts, repeats, sinks.events, pool, limits.workers, result)
+                _publish_duplicates(repeats, sinks.duplicates, result)
+                quarantine.result()
+        finally:
+            texts.close()
         result.stage_seconds = {"objects": checked_at - started, "dedupe": deduplicated_at - checked_at,
                                 "publish": time.perf_counter() - deduplicated_at}
     return result
@@ -273,7 +279,7 @@ def _publish_duplicates(repeats: pa.Table, sink: TableSink, result: IngestResult
     sink.write(plain.select(DUPLICATE_EVENTS_SCHEMA.names).cast(DUPLICATE_EVENTS_SCHEMA))
 
 
-def _publish_quarantine(spill: Spill, parts: _Chunks, conflicts: pa.Table, texts: pa.Array,
+def _publish_quarantine(spill: Spill, parts: _Chunks, conflicts: pa.Table, texts: "_ConflictTexts",
                         checked: list[CheckedObject], sinks: Sinks, limits: Limits, result: IngestResult,
                         pool: ThreadPoolExecutor) -> None:
     """Unreadable objects first (in key order), then every rejected line and conflicting copy
@@ -294,7 +300,7 @@ def _publish_quarantine(spill: Spill, parts: _Chunks, conflicts: pa.Table, texts
             pieces.append(pa.Table.from_batches([spill.read(f"rejects-{chunk.name}")]))
         low, high = np.searchsorted(conflict_rows, parts.starts[index:index + 2])
         if high > low:
-            pieces.append(conflict_quarantine(conflicts.slice(low, high - low), texts.slice(low, high - low)))
+            pieces.append(conflict_quarantine(conflicts.slice(low, high - low), texts.between(low, high)))
         if not pieces:
             return None
         rejects = pa.concat_tables(pieces)
@@ -341,24 +347,33 @@ def conflict_quarantine(mine: pa.Table, texts: pa.Array) -> pa.Table:
     })
 
 
-def conflict_texts(conflicts: pa.Table, raw_of: dict[str, RawObject], chunk_bytes: int | None,
-                   workers: int = 1) -> pa.Array:
-    """The raw text of each conflicting copy, in the conflicts' order: its object is read again
-    (a conflict is found after its object was let go), ``workers`` objects at once."""
-    keys = conflicts.column("object_key").to_pylist()
-    numbers = conflicts.column("line_number").to_numpy()
-    starts = [0] + [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]] + [len(keys)]
+def conflict_texts(conflicts: pa.Table, raw: RawObject, chunk_bytes: int | None) -> pa.Array:
+    """The raw text of each conflicting copy in one object, in the conflicts' order: the object is
+    read again (a conflict is found after its object was let go)."""
+    wanted, found = conflicts.column("line_number").to_numpy(), []  # ascending: in partition order
+    for lines in object_chunks(raw.key, raw.stream(), chunk_bytes):
+        where = np.flatnonzero(np.isin(lines.line_numbers, wanted))
+        if len(where):
+            found.append(lines.lines_at(where))
+    return pa.concat_arrays(found) if found else pa.array([], pa.large_string())
 
-    def texts(span: tuple[int, int]) -> list[pa.Array]:
-        start, end = span
-        wanted, found = numbers[start:end], []  # ascending: conflicts are in partition order
-        for lines in object_chunks(keys[start], raw_of[keys[start]].stream(), chunk_bytes):
-            where = np.flatnonzero(np.isin(lines.line_numbers, wanted))
-            if len(where):
-                found.append(lines.lines_at(where))
-        return found
 
-    spans = [span for span in zip(starts[:-1], starts[1:]) if span[1] > span[0]]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pieces = [piece for found in pool.map(texts, spans) for piece in found]
-    return pa.concat_arrays(pieces) if pieces else pa.array([], pa.large_string())
+class _ConflictTexts:
+    """``conflict_texts`` of every object holding a conflicting copy, read ``workers`` objects at
+    once from the start; the quarantine waits for an object's texts only when it reaches it."""
+
+    def __init__(self, conflicts: pa.Table, raw_of: dict[str, RawObject], chunk_bytes: int | None, workers: int):
+        self._keys = conflicts.column("object_key").to_pylist()
+        firsts = [0] + [i for i in range(1, len(self._keys)) if self._keys[i] != self._keys[i - 1]]
+        self._pool = ThreadPoolExecutor(max_workers=workers)
+        self._objects = {self._keys[start]: (start, self._pool.submit(
+            conflict_texts, conflicts.slice(start, end - start), raw_of[self._keys[start]], chunk_bytes))
+            for start, end in zip(firsts, [*firsts[1:], len(self._keys)]) if end > start}
+
+    def between(self, low: int, high: int) -> pa.Array:
+        """The texts of conflicts ``low`` to ``high``, all in one object."""
+        start, texts = self._objects[self._keys[low]]
+        return texts.result().slice(low - start, high - low)
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
