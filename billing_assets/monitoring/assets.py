@@ -5,6 +5,7 @@ from datetime import datetime
 import dagster as dg
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from billing_assets.invoicing.build import build_invoices
 from billing_assets.lib.automation import follows_upstream
@@ -61,10 +62,13 @@ def reconciliation(context: dg.AssetExecutionContext, lake: BillingLake):
     for month in months:
         metered, _ = metered_month(lake, month)
         rated = lake.read_table("rated_charges", month)
+        invoices = lake.read_table("invoices", month)
+        # what is owed now is only tied to issued invoices: an open month's drafts need no rebuild
+        issued = pc.any(pc.equal(invoices.column("status"), "issued")).as_py()
         table = reconcile_month(
-            month, _accepted_month(lake, month), metered, rated, lake.read_table("invoices", month),
-            lake.read_table("invoice_lines", month), lake.read_table("invoice_adjustments", month),
-            build_invoices(month, rated, reference), reference)
+            month, _accepted_month(lake, month), metered, rated, invoices, lake.read_table("invoice_lines", month),
+            lake.read_table("invoice_adjustments", month), build_invoices(month, rated, reference) if issued else [],
+            reference)
         key, _ = lake.write_table("reconciliation", month, table)
         found[month], counted[month], last = breaks(table), table.num_rows, table
     tie_outs = sum(counted.values())
