@@ -126,7 +126,8 @@ def _charset_matches(column: pa.StringArray, rule: _Charset) -> np.ndarray:
     doubtful = (lengths < rule.min_length) | (lengths > rule.max_length)
     if strangers:
         at = np.flatnonzero(np.isin(values, np.array(sorted(strangers), dtype=np.uint8)))
-        doubtful[np.searchsorted(value_offsets(column) - value_offsets(column)[0], at, side="right") - 1] = True
+        starts = value_offsets(column)[:-1]
+        doubtful[np.searchsorted(starts - starts[0], at, side="right") - 1] = True  # the value each is in
     return _regex_where(column, doubtful, rule.pattern)
 
 
