@@ -14,7 +14,7 @@ from hypothesis import settings
 from moto.server import ThreadedMotoServer
 
 from billing_assets.demo.embedded_s3 import free_port
-from billing_assets.lib.lake import _CLIENTS
+from billing_assets.lib.lake import _CLIENTS, PUBLISHED
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=300)
 settings.register_profile("dev", deadline=None, max_examples=200)
@@ -92,11 +92,13 @@ def s3_endpoint():
 
 @pytest.fixture(autouse=True)
 def fresh_s3_clients():
-    """The lake shares one boto3 client per configuration within a process; a test that hooks
-    faults into a client must not hand it to the next test."""
+    """The lake shares one boto3 client per configuration within a process, and keeps copies of
+    what it published; a test that hooks faults into a client must not hand it to the next test."""
     _CLIENTS.clear()
+    PUBLISHED.clear()
     yield
     _CLIENTS.clear()
+    PUBLISHED.clear()
 
 
 @pytest.fixture

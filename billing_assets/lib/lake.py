@@ -7,9 +7,11 @@ either, and a failed or killed run leaves the previous version in place.
 """
 
 
+import atexit
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -122,6 +124,65 @@ def shared_client(s3: S3Resource):
         if key not in _CLIENTS:
             _CLIENTS[key] = s3.get_client()
         return _CLIENTS[key]
+
+
+class _PublishedCopies:
+    """The partitions this process published from local files, kept on local disk by endpoint,
+    bucket, key and the ETag S3 gave them. ``billing run`` runs a job's steps in one process,
+    and six of them read the day's events partition it just wrote: a hundred megabytes fetched
+    back six times. A copy stands in for the object only while S3 still holds that very object
+    (its ETag, asked afresh at each read), so a partition replaced by anyone is downloaded as
+    before. At most ``limit`` bytes are kept, the oldest let go first."""
+
+    def __init__(self, limit: int = 2 << 30):
+        self.limit, self._lock, self._copies, self._directory = limit, threading.Lock(), {}, None
+        self._made = 0
+
+    def keep(self, where: tuple[str, str, str], etag: str, path: str) -> None:
+        with self._lock:
+            if self._directory is None:
+                self._directory = tempfile.mkdtemp(prefix="billing-published-")
+                atexit.register(shutil.rmtree, self._directory, True)
+            self._drop(where)
+            self._made += 1
+            copy = os.path.join(self._directory, f"{self._made}.parquet")
+            _link_or_copy(path, copy)
+            self._copies[where] = (etag, copy, os.path.getsize(copy))
+            while sum(size for _, _, size in self._copies.values()) > self.limit:
+                self._drop(next(iter(self._copies)))
+
+    def holds(self, where: tuple[str, str, str]) -> bool:
+        return where in self._copies
+
+    def lend(self, where: tuple[str, str, str], etag: str, path: str) -> bool:
+        """Put the copy of ``where`` at ``path`` if it is the object S3 holds (``etag``)."""
+        with self._lock:
+            kept = self._copies.get(where)
+            if kept is None or kept[0] != etag:
+                return False
+            _link_or_copy(kept[1], path)  # the reader's own link: letting the copy go leaves it whole
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            for where in list(self._copies):
+                self._drop(where)
+
+    def _drop(self, where: tuple[str, str, str]) -> None:
+        kept = self._copies.pop(where, None)
+        if kept is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(kept[1])
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copyfile(source, target)
+
+
+PUBLISHED = _PublishedCopies()
 
 
 class BillingLake(dg.ConfigurableResource):
@@ -257,7 +318,14 @@ class BillingLake(dg.ConfigurableResource):
         previous version); returns the key."""
         key = self.partition_key(table_name, partition)
         self.put_file(key, path, "application/vnd.apache.parquet")
+        PUBLISHED.keep(self._where(key), self._etag(key), path)
         return key
+
+    def _where(self, key: str) -> tuple[str, str, str]:
+        return self.client().meta.endpoint_url, self.bucket_name, key
+
+    def _etag(self, key: str) -> str:
+        return self.client().head_object(Bucket=self.bucket_name, Key=key)["ETag"].strip('"')
 
     def put_file(self, key: str, path: str, content_type: str) -> None:
         """A local file as ``key``: one PUT, or a multipart upload past 64 MiB (atomic either way)."""
@@ -273,9 +341,12 @@ class BillingLake(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def local_partition(self, table_name: str, partition: str) -> Iterator[str]:
-        """A local copy of one partition (streamed to disk, never held in memory), removed after."""
+        """A local copy of one partition (streamed to disk, never held in memory, or this
+        process's own copy of what it published, when S3 still holds that), removed after."""
+        key = self.partition_key(table_name, partition)
         with tempfile.TemporaryDirectory(prefix="billing-read-") as directory:
             path = os.path.join(directory, PARQUET_FILE)
-            self.client().download_file(self.bucket_name, self.partition_key(table_name, partition), path,
-                                        Config=_TRANSFER)
+            where = self._where(key)
+            if not (PUBLISHED.holds(where) and PUBLISHED.lend(where, self._etag(key), path)):
+                self.client().download_file(self.bucket_name, key, path, Config=_TRANSFER)
             yield path

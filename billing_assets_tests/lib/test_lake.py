@@ -141,3 +141,38 @@ def test_only_columns_that_repeat_their_values_get_a_dictionary(tmp_path):
     small.close()
     assert pq.read_table(tmp_path / "s.parquet").column("event_id").to_pylist() == ["a", "b"]
     assert _dictionary_columns(tmp_path / "s.parquet") == set(schema.names)
+
+
+def test_a_partition_this_process_published_is_read_back_without_a_download_while_s3_holds_it(bucket, s3, tmp_path):
+    lake = billing_lake()
+    path = tmp_path / "events.parquet"
+    pq.write_table(pa.table({"n": pa.array([1, 2, 3], pa.int64())}), path)
+    lake.publish_file("example", "2026-01-05", str(path))
+    path.unlink()  # the publisher's file goes with its temporary directory
+    gets = []
+    lake.client().meta.events.register("before-send.s3.GetObject", lambda request, **_: gets.append(request.url))
+    for _ in range(2):  # a reader's copy is its own: the next reader still gets one
+        with lake.local_partition("example", "2026-01-05") as local:
+            assert pq.read_table(local).column("n").to_pylist() == [1, 2, 3]
+    assert gets == []
+    # replaced by anyone else (here the same key written through boto3 directly): downloaded again
+    replaced = io.BytesIO()
+    pq.write_table(pa.table({"n": pa.array([9], pa.int64())}), replaced)
+    s3.put_object(Bucket=bucket, Key=lake.partition_key("example", "2026-01-05"), Body=replaced.getvalue())
+    with lake.local_partition("example", "2026-01-05") as local:
+        assert pq.read_table(local).column("n").to_pylist() == [9]
+    assert len(gets) == 1
+
+
+def test_published_copies_keep_to_their_limit_oldest_first(tmp_path):
+    from billing_assets.lib.lake import _PublishedCopies
+
+    copies = _PublishedCopies(limit=10)
+    for name, size in (("a", 4), ("b", 4), ("c", 4)):  # the third passes 10 bytes: "a" goes
+        (tmp_path / name).write_bytes(b"x" * size)
+        copies.keep(("e", "bucket", name), f"etag-{name}", str(tmp_path / name))
+    assert [copies.holds(("e", "bucket", name)) for name in "abc"] == [False, True, True]
+    assert not copies.lend(("e", "bucket", "b"), "another etag", str(tmp_path / "b-read"))
+    assert copies.lend(("e", "bucket", "b"), "etag-b", str(tmp_path / "b-read"))
+    assert (tmp_path / "b-read").read_bytes() == b"xxxx"
+    copies.clear()
