@@ -232,16 +232,13 @@ def ingest_into(day: date, objects: Sequence[RawObject], reference: ReferenceDat
         )
         deduplicated_at = time.perf_counter()
         conflicts = repeats.filter(repeats.column("conflict"))
-        # the conflicting copies' objects are read again, and the quarantine written, while the
-        # events are encoded: the three files are apart, and one encoder alone leaves a core idle
+        # the conflicting copies' objects are read again while the events are encoded (the
+        # quarantine written beside them too took a 50M-event day past its memory bound)
         texts = _ConflictTexts(conflicts, {raw.key: raw for raw in ordered}, limits.chunk_bytes, 2)
         try:
-            with ThreadPoolExecutor(max_workers=1) as aside:
-                quarantine = aside.submit(_publish_quarantine, spill, parts, conflicts, texts, checked, sinks, limits,
-                                          result, pool)
-                _publish_events(spill, parts, repeats, sinks.events, pool, limits.workers, result)
-                _publish_duplicates(repeats, sinks.duplicates, result)
-                quarantine.result()
+            _publish_events(spill, parts, repeats, sinks.events, pool, limits.workers, result)
+            _publish_duplicates(repeats, sinks.duplicates, result)
+            _publish_quarantine(spill, parts, conflicts, texts, checked, sinks, limits, result, pool)
         finally:
             texts.close()
         result.stage_seconds = {"objects": checked_at - started, "dedupe": deduplicated_at - checked_at,
