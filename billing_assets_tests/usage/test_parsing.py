@@ -262,7 +262,7 @@ def test_value_data_is_the_values_bytes_of_a_slice(kind):
 
 def _screen(text: str) -> bool:
     lines = read_object_lines("x.jsonl", text.encode())
-    return parsing._plainly_simple(lines.text, lines.newlines, lines.lines_open_with_brace)
+    return parsing._plainly_simple(lines.text, lines.lines_open_with_brace)
 
 
 def _regex_matches(text: str) -> bool:

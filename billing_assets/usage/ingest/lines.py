@@ -46,6 +46,12 @@ class ObjectLines:
         return _split(self.text).slice(0, len(self.line_numbers))
 
     @property
+    def line_starts(self) -> np.ndarray:
+        """Where each line starts in ``text``, when ``line_ends`` is known: one byte after the
+        line before it ends."""
+        return np.concatenate(([0], self.line_ends[:-1] + 1))[:len(self.line_ends)]
+
+    @property
     def is_empty(self) -> bool:
         return self.unreadable is None and len(self.line_numbers) == 0
 
@@ -68,8 +74,7 @@ class ObjectLines:
         dropped = np.flatnonzero(~keep)
         if self.line_ends is not None and len(dropped) <= len(keep) // 8:
             # cut the few dropped lines out of the text rather than copy every kept line twice
-            ends = self.line_ends
-            starts = np.concatenate(([0], ends[:-1] + 1))
+            ends, starts = self.line_ends, self.line_starts
             whole, pieces, at = memoryview(self.text), [], 0
             for start, end in zip(starts[dropped].tolist(), ends[dropped].tolist()):
                 pieces.append(whole[at:start])
@@ -176,9 +181,9 @@ def _lines_of(key: str, bytes_read: int, data: bytes, first_line: int, offset: i
         others = np.flatnonzero(np.frombuffer(data, dtype=np.uint8)[starts] != ord("{"))
         # a few lines that do not open with '{' (a day of rejected lines) need not split the
         # text, unless one of them is blank
+        ends = np.append(newline_at, len(data))[:len(starts)]
         if len(starts) and (len(others) == 0 or len(others) <= len(starts) // 8 and not _any_blank(
-                data, starts[others], np.append(newline_at, len(data))[others])):
-            ends = np.append(newline_at, len(data))[:len(starts)]
+                data, starts[others], ends[others])):
             return ObjectLines(key, bytes_read, line_numbers=np.arange(first_line, first_line + len(starts), dtype=np.int64),
                                text=data, newlines=len(newline_at), longest_line=int(np.max(ends - starts)),
                                lines_open_with_brace=len(others) == 0, line_ends=ends)

@@ -299,7 +299,7 @@ def _exact_whole(lines: "ObjectLines", property_fields) -> pa.Table | None:
     count, text = len(lines.line_numbers), lines.text
     if text is None or count == 0 or lines.longest_line > MAX_LINE_BYTES:
         return None
-    if not _plainly_simple(text, lines.newlines, lines.lines_open_with_brace) and pc.any(
+    if not _plainly_simple(text, lines.lines_open_with_brace) and pc.any(
             pc.match_substring_regex(_one_value(text, pa.large_string()),
                                      f"{_NEEDS_REFERENCE_READER}|{_STRING_QUANTITY}")).as_py():
         return None
@@ -325,11 +325,10 @@ def _marked_whole(lines: "ObjectLines", property_fields) -> pa.Table | None:
     return _normalise_arrow_block(block, np.arange(count, dtype=np.int64), property_fields)
 
 
-def _plainly_simple(text: bytes, newlines: int, lines_open_with_brace: bool) -> bool:
+def _plainly_simple(text: bytes, lines_open_with_brace: bool) -> bool:
     """True when a few byte scans prove that neither ``_NEEDS_REFERENCE_READER`` nor
     ``_STRING_QUANTITY`` matches ``text``: an object's non-blank lines (each opening with '{'
-    if ``lines_open_with_brace``) joined by its ``newlines`` newline bytes, perhaps with blank
-    lines between. False when they can't tell, and the regex must. Producers write plain lines,
+    if ``lines_open_with_brace``) joined by newlines, perhaps with blank lines between. False when they can't tell, and the regex must. Producers write plain lines,
     and these scans cost a third of running the regex over the object."""
     # every non-blank line opens with '{'; blank lines are spaces only (no tab or CR: a suspect
     # byte), so no "\s*" of the patterns can reach from one line into the next
@@ -438,8 +437,7 @@ def off_the_exact_path(lines: "ObjectLines") -> np.ndarray:
     not ending with '}') and only those are matched."""
     if lines.line_ends is None:
         return _off_the_exact_path(lines.lines)
-    ends = lines.line_ends
-    starts = np.concatenate(([0], ends[:-1] + 1))
+    ends, starts = lines.line_ends, lines.line_starts
     data = np.frombuffer(lines.text, dtype=np.uint8)
     last = data[np.maximum(ends - 1, starts)]  # an empty line has none: a blank line is not here
     maybe = (data[starts] != ord("{")) | (last != ord("}")) | (ends - starts > MAX_LINE_BYTES)

@@ -153,9 +153,9 @@ def _rfc3339_matches(column: pa.StringArray) -> np.ndarray:
     widths, counts = np.unique(lengths[present], return_counts=True)
     width = int(widths[np.argmax(counts)])
     same = present & (lengths == width)
-    rows = _value_bytes(column.filter(pa.array(same))).reshape(-1, width) if width > 0 else None
-    if rows is None or len(rows) != int(same.sum()):  # a null holding bytes: not a layout to trust
+    if width == 0:  # empty values are the commonest: no layout to compare with
         return _matches(column, RFC3339_PATTERN)
+    rows = _value_bytes(column.filter(pa.array(same))).reshape(-1, width)  # present values only
     template = rows[0]
     if template.max() >= 0x80 or not re.fullmatch(RFC3339_PATTERN, template.tobytes().decode("ascii")):
         return _matches(column, RFC3339_PATTERN)
