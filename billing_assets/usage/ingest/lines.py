@@ -143,17 +143,22 @@ def object_chunks(key: str, stream: BinaryIO, chunk_bytes: int | None = None) ->
         except (OSError, EOFError, zlib.error, isal_zlib.error) as error:
             yield ObjectLines(key, counted.count, unreadable=f"corrupt gzip: {error}")
             return
-        data = carry + block
-        if fresh and len(data) >= 3 or block == b"":
-            if fresh and data.startswith(b"\xef\xbb\xbf"):
-                data = data[3:]
-            fresh = False
         last = chunk_bytes is None or not block
-        if not last:
-            cut = data.rfind(b"\n") + 1
-            data, carry = data[:cut], data[cut:]
-            if not data:  # one line longer than a chunk: read on
+        if fresh:  # the object's first bytes: a byte order mark goes once three bytes are in
+            block, carry = carry + block, b""
+            if len(block) >= 3 or last:
+                block, fresh = block.removeprefix(b"\xef\xbb\xbf"), False
+        if last:
+            data = carry + block
+        else:
+            # the carry is the part of a line after the last newline: it holds none
+            cut = block.rfind(b"\n") + 1
+            if not cut:  # one line longer than a chunk: read on
+                carry += block
                 continue
+            # one copy of the chunk at most: past 32 MiB each copy also pays its page faults
+            data = block if cut == len(block) and not carry else b"".join((carry, memoryview(block)[:cut]))
+            carry = block[cut:]
         chunk = _lines_of(key, counted.count, data, first_line, offset)
         if chunk.unreadable or len(chunk.line_numbers) or last:  # the last carries the bytes read
             yield chunk
