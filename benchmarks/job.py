@@ -16,6 +16,10 @@ anything is generated, so that neither inherits the generator's memory.
 The last line is machine-readable:
   job_vs_duckdb_throughput_ratio=X peak_rss_ratio=Y peak_rss_mb=Z
 X is the worst shape's events/s ratio, Y the worst shape's RSS ratio, Z our largest peak RSS.
+Above it, per shape, the same two sides on a small day of that shape (``--floor-events``, in
+a bucket of its own): what a run costs whatever the day's size (start-up, the reference job,
+every step and check, the month's invoices for every customer), and what each further event
+costs beyond it — which says how much of the gap a faster ingest alone could close.
 """
 
 from __future__ import annotations
@@ -149,26 +153,52 @@ def _fastest(measurements: list[dict]) -> dict:
         "peak_rss_mib": max(measured["peak_rss_mib"] for measured in measurements)}
 
 
-def bench_shape(day: BenchDay, rounds: int, state: Path) -> dict:
+def _measured(day: BenchDay, bucket: str, rounds: int, state: Path, label: str) -> tuple[dict, dict]:
+    """Each side's fastest round on ``day`` (already landed in ``bucket``), the rounds alternating."""
+    measured = []
+    for number in range(1, rounds + 1):
+        ours = run_ours(day, bucket, state / f"home-{bucket}-{number}")
+        duck = run_duckdb(day, bucket)
+        measured.append((ours, duck))
+        print(f"  {label} {number}: ours {ours['seconds']:.2f} s ({ours['peak_rss_mib']:.0f} MiB), "
+              f"duckdb {duck['seconds']:.2f} s ({duck['peak_rss_mib']:.0f} MiB)", flush=True)
+    return tuple(_fastest([pair[side] for pair in measured]) for side in (0, 1))
+
+
+def seconds_an_event_beyond(events: int, seconds: float, floor_events: int, floor_seconds: float) -> float | None:
+    """What each event past the small day's cost: the difference of two whole runs over the
+    difference of their sizes. None when it cannot be told (no more events, or a run no slower)."""
+    if events <= floor_events or seconds <= floor_seconds:
+        return None
+    return (seconds - floor_seconds) / (events - floor_events)
+
+
+def bench_shape(day: BenchDay, rounds: int, state: Path, floor_events: int = 0) -> dict:
     bucket = f"bench-{day.shape.replace('_', '-')}"
     started = time.perf_counter()
     size = land(day, bucket)
     print(f"{day.shape}: landed {day.events:,} events in {len(day.object_lines())} objects "
           f"({size / 2**20:,.0f} MiB gzip) in {time.perf_counter() - started:.1f} s", flush=True)
-    measured = []
-    for number in range(1, rounds + 1):
-        ours = run_ours(day, bucket, state / f"home-{day.shape}-{number}")
-        duck = run_duckdb(day, bucket)
-        measured.append((ours, duck))
-        print(f"  round {number}: ours {ours['seconds']:.2f} s ({ours['peak_rss_mib']:.0f} MiB), "
-              f"duckdb {duck['seconds']:.2f} s ({duck['peak_rss_mib']:.0f} MiB)", flush=True)
-    ours, duck = (_fastest([pair[side] for pair in measured]) for side in (0, 1))
+    ours, duck = _measured(day, bucket, rounds, state, "round")
+    floor = None
+    if 0 < floor_events < day.events:
+        small = BenchDay(day.day, floor_events, day.customers, day.shape)
+        land(small, f"{bucket}-floor")
+        floor = _measured(small, f"{bucket}-floor", rounds, state, "floor")
     result = {"shape": day.shape, "ours": ours, "duckdb": duck,
               "ratio": duck["seconds"] / ours["seconds"], "rss_ratio": ours["peak_rss_mib"] / duck["peak_rss_mib"]}
     print(f"  ours  : {ours['seconds']:7.2f} s {day.events / ours['seconds']:12,.0f} events/s  peak RSS "
           f"{ours['peak_rss_mib']:6.0f} MiB   {ours['summary']}")
     print(f"  duckdb: {duck['seconds']:7.2f} s {day.events / duck['seconds']:12,.0f} events/s  peak RSS "
           f"{duck['peak_rss_mib']:6.0f} MiB   ({duck['rows']:,} customer × meter rows, {duck['events']:,} events)")
+    if floor is not None:
+        print(f"  floor : ours {floor[0]['seconds']:.2f} s, duckdb {floor[1]['seconds']:.2f} s on a day of "
+              f"{floor_events:,} events of this shape: what a run costs whatever the day's size")
+        beyond = [seconds_an_event_beyond(day.events, side["seconds"], floor_events, small_side["seconds"])
+                  for side, small_side in zip((ours, duck), floor)]
+        shown = [f"{value * 1e6:.2f} µs" if value is not None else "n/a" for value in beyond]
+        ratio = f"{beyond[1] / beyond[0]:.3f}" if None not in beyond else "n/a"
+        print(f"  beyond the floor: ours {shown[0]} an event, duckdb {shown[1]}: ratio {ratio}")
     print(f"  {day.shape}: throughput ratio {result['ratio']:.3f}, peak RSS ratio {result['rss_ratio']:.2f}", flush=True)
     return result
 
@@ -179,6 +209,8 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=2, help="alternating measurements of each side, per shape")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
+    parser.add_argument("--floor-events", type=int, default=100_000,
+                        help="events of the small day each shape is also timed on (0: none)")
     parser.add_argument("--measure-duckdb", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_duckdb:
@@ -196,7 +228,8 @@ def main() -> int:
         print(f"bench day {day}: {args.events:,} events, ~{args.customers:,} customers, {args.rounds} rounds "
               f"per shape, S3 at {os.environ['AWS_ENDPOINT_URL']}", flush=True)
         try:
-            results = [bench_shape(BenchDay(day, args.events, args.customers, shape), args.rounds, state)
+            results = [bench_shape(BenchDay(day, args.events, args.customers, shape), args.rounds, state,
+                                   args.floor_events)
                        for shape in args.shapes.split(",")]
         finally:
             if own_server:
