@@ -83,6 +83,39 @@ def test_vectorised_reader_agrees_with_the_reference_reader(batch):
         assert _as_text_quantities(parse_object(whole, FIELDS)) == _reference(batch)
 
 
+@given(st.lists(lines(), min_size=1, max_size=25))
+@example(['{"event_id":"a","quantity":1}', '{"event_id":"b","quantity":"2"}', '{"event_id":"c","quantity":2',
+          '{"event_id":"d","quantity":3.5}', '{"country":"fr","quantity":4}'])
+def test_an_object_parsed_in_parts_agrees_with_the_reference_reader(batch):
+    batch = [line for line in batch if line.strip(" \t\r\n\x0b\x0c")]
+    whole = read_object_lines("x.jsonl", "".join(line + "\n" for line in batch).encode())
+    if not batch or whole.unreadable is not None or len(whole.line_numbers) != len(batch):
+        return
+    by_line = {}
+    for part, parsed in parsing.parse_in_parts(whole, FIELDS):
+        for row in _as_text_quantities(parsed):
+            by_line[int(part.line_numbers[row.pop("row")])] = row
+    expected = _reference(batch)
+    for row in expected:
+        del row["row"]
+    assert by_line == dict(enumerate(expected, start=1))
+
+
+def test_an_object_with_a_few_odd_lines_is_screened_once_and_its_plain_lines_read_exactly(monkeypatch):
+    screens = []
+    original = parsing._suspects
+    monkeypatch.setattr(parsing, "_suspects", lambda text: screens.append(len(text)) or original(text))
+    batch = [json.dumps({"event_id": f"e{i}", "quantity": i}) for i in range(1000)]
+    batch[100], batch[700] = '{"event_id": "cut", "quantity": 1', '{"event_id": "s", "quantity": "2"}'
+    parts = parsing.parse_in_parts(read_object_lines("x.jsonl", "\n".join(batch).encode()), FIELDS)
+    assert len(screens) == 1
+    (plain, exact), (odd, marked) = parts
+    assert odd.line_numbers.tolist() == [101, 701] and len(plain.line_numbers) == 998
+    assert pa.types.is_decimal(exact.schema.field("quantity").type)
+    assert exact.column("quantity").to_pylist()[100] == Decimal(101)  # line 102: e101
+    assert marked.column("parse_reason").to_pylist() == ["malformed_json", None]
+
+
 def _as_text_quantities(table: pa.Table) -> list[dict]:
     """Rows with an exact decimal quantity compared as the reference reader's text: such a
     column only ever holds numbers (no string quantities) already checked by parse_quantity."""

@@ -291,15 +291,15 @@ def _read_json_once(data: pa.Buffer, schema: pa.Schema) -> pa.Table:
     )
 
 
-def _exact_whole(lines: "ObjectLines", property_fields) -> pa.Table | None:
+def _exact_whole(lines: "ObjectLines", property_fields, suspects: np.ndarray | None = None) -> pa.Table | None:
     """The common case in one pass over the object: when no line is too long or needs the
     reference reader and no quantity is a string, the whole text at once (one reader call
     instead of one per line) with exact decimal quantities. None when the object is not that
-    simple, or Arrow could not take it so."""
+    simple, or Arrow could not take it so. ``suspects``: ``_suspects`` of the text, when known."""
     count, text = len(lines.line_numbers), lines.text
     if text is None or count == 0 or lines.longest_line > MAX_LINE_BYTES:
         return None
-    if not _plainly_simple(text, lines.lines_open_with_brace) and pc.any(
+    if not _plainly_simple(text, lines.lines_open_with_brace, suspects) and pc.any(
             pc.match_substring_regex(_one_value(text, pa.large_string()),
                                      f"{_NEEDS_REFERENCE_READER}|{_STRING_QUANTITY}")).as_py():
         return None
@@ -325,14 +325,15 @@ def _marked_whole(lines: "ObjectLines", property_fields) -> pa.Table | None:
     return _normalise_arrow_block(block, np.arange(count, dtype=np.int64), property_fields)
 
 
-def _plainly_simple(text: bytes, lines_open_with_brace: bool) -> bool:
-    """True when a few byte scans prove that neither ``_NEEDS_REFERENCE_READER`` nor
-    ``_STRING_QUANTITY`` matches ``text``: an object's non-blank lines (each opening with '{'
-    if ``lines_open_with_brace``) joined by newlines, perhaps with blank lines between. False when they can't tell, and the regex must. Producers write plain lines,
-    and these scans cost a third of running the regex over the object."""
+def _plainly_simple(text: bytes, lines_open_with_brace: bool, suspects: np.ndarray | None = None) -> bool:
+    """True when a few byte scans (``suspects``, when already made) prove that neither
+    ``_NEEDS_REFERENCE_READER`` nor ``_STRING_QUANTITY`` matches ``text``: an object's non-blank
+    lines (each opening with '{' if ``lines_open_with_brace``) joined by newlines, perhaps with
+    blank lines between. False when they can't tell, and the regex must. Producers write plain
+    lines, and these scans cost a third of running the regex over the object."""
     # every non-blank line opens with '{'; blank lines are spaces only (no tab or CR: a suspect
     # byte), so no "\s*" of the patterns can reach from one line into the next
-    return lines_open_with_brace and len(_suspects(text)) == 0
+    return lines_open_with_brace and len(_suspects(text) if suspects is None else suspects) == 0
 
 
 def _suspects(text: bytes) -> np.ndarray:
@@ -418,22 +419,30 @@ def parse_in_parts(lines: "ObjectLines", property_fields: tuple[str, ...]) -> li
     from the exact path is parsed as two objects: its plain lines, which then take it, and the
     odd ones. Each part comes with its lines (their quantity columns may differ in type: each
     part is checked alone). A day of many rejected lines otherwise read every line of every
-    object the slow way — two and a half times the parse of a clean day."""
-    exact = _exact_whole(lines, property_fields)
+    object the slow way — two and a half times the parse of a clean day.
+
+    The object's text is screened once (``_suspects``): the screen's places serve the whole
+    object's attempt and the search for odd lines, and the plain lines need none of their own,
+    since each was cleared alone (a pattern cannot reach across lines that all open with '{'
+    and close their object)."""
+    suspects = _suspects(lines.text) if lines.text is not None and len(lines.line_numbers) else None
+    exact = _exact_whole(lines, property_fields, suspects)
     if exact is not None:
         return [(lines, exact)]
-    odd = off_the_exact_path(lines)
+    odd = off_the_exact_path(lines, suspects)
     if not odd.any() or odd.all():
         return [(lines, _beyond_exact(lines, property_fields))]  # the exact path was just tried
     plain, others = lines.subset(~odd), lines.subset(odd)
-    return [(plain, parse_object(plain, property_fields)), (others, _beyond_exact(others, property_fields))]
+    exact = _parse_exact(pa.py_buffer(plain.text), len(plain.line_numbers), property_fields)
+    return [(plain, exact if exact is not None else _beyond_exact(plain, property_fields)),
+            (others, _beyond_exact(others, property_fields))]
 
 
-def off_the_exact_path(lines: "ObjectLines") -> np.ndarray:
+def off_the_exact_path(lines: "ObjectLines", suspects: np.ndarray | None = None) -> np.ndarray:
     """Lines that would keep their object from the exact path: for the reference reader, not
     closing their object (cut short), a quantity written as a string or a negative number
     (out of the exact path's range), or longer than the limit. When the lines are still one
-    text, byte scans find the few that may be so (``_suspects``, a line not opening with '{' or
+    text, byte scans find the few that may be so (``suspects``, a line not opening with '{' or
     not ending with '}') and only those are matched."""
     if lines.line_ends is None:
         return _off_the_exact_path(lines.lines)
@@ -441,7 +450,7 @@ def off_the_exact_path(lines: "ObjectLines") -> np.ndarray:
     data = np.frombuffer(lines.text, dtype=np.uint8)
     last = data[np.maximum(ends - 1, starts)]  # an empty line has none: a blank line is not here
     maybe = (data[starts] != ord("{")) | (last != ord("}")) | (ends - starts > MAX_LINE_BYTES)
-    maybe[np.searchsorted(ends, _suspects(lines.text))] = True
+    maybe[np.searchsorted(ends, _suspects(lines.text) if suspects is None else suspects)] = True
     odd = np.zeros(len(ends), dtype=bool)
     candidates = np.flatnonzero(maybe)
     odd[candidates] = _off_the_exact_path(lines.lines_at(candidates))
