@@ -41,13 +41,20 @@ def _per_value(values: pa.Array, text: Callable[[str | None], str]) -> pa.Array:
     return texts.take(encoded.indices) if len(texts) else pa.nulls(len(values), pa.string())
 
 
-def _reasons_and_details(first: np.ndarray, checks: list[_Check], columns: dict[str, pa.Array],
-                         derived: dict[str, pa.Array | np.ndarray]) -> tuple[pa.Array, pa.Array]:
-    """The reason and detail columns: null for rows that pass; for a rejected row, those of the
-    first failing check (index 0: the parser's own verdict, ``first`` -1: none failed)."""
-    n = len(first)
-    if not (first >= 0).any():
-        return pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
+@dataclass
+class Rejections:
+    """The rows a batch rejects (ascending), with the reason and detail of each."""
+
+    rows: np.ndarray
+    reasons: pa.Array
+    details: pa.Array
+
+
+def _rejections(first: np.ndarray, checks: list[_Check], columns: dict[str, pa.Array],
+                derived: dict[str, pa.Array | np.ndarray]) -> Rejections:
+    """Each rejected row's reason and detail: those of the first failing check (index 0: the
+    parser's own verdict, ``first`` -1: none failed). Built only for the rejected rows, check
+    by check, then put in row order."""
     order = np.argsort(first, kind="stable")
     bounds = np.searchsorted(first[order], np.arange(-1, len(checks) + 2))  # where each value starts, and the end
     reason_parts, detail_parts, row_parts = [], [], []
@@ -70,16 +77,15 @@ def _reasons_and_details(first: np.ndarray, checks: list[_Check], columns: dict[
                     return source[rows] if isinstance(source, np.ndarray) else source.take(taken)
                 detail = check.detail(at)
         reason_parts.append(reason)
-        detail_parts.append(detail)
+        detail_parts.append(detail.cast(pa.string()))
         row_parts.append(rows)
+    if not row_parts:
+        return Rejections(np.zeros(0, np.int64), pa.array([], pa.string()), pa.array([], pa.string()))
     rows = np.concatenate(row_parts)
-    # scatter back to row order: rows that passed take a null from the end
-    where = np.full(n, len(rows), dtype=np.int64)
-    where[rows] = np.arange(len(rows))
-    scatter = pa.array(where)
-    reasons = pa.concat_arrays([*reason_parts, pa.nulls(1, pa.string())]).take(scatter)
-    details = pa.concat_arrays([*(part.cast(pa.string()) for part in detail_parts), pa.nulls(1, pa.string())]).take(scatter)
-    return reasons, details
+    in_row_order = np.argsort(rows, kind="stable")
+    taken = pa.array(in_row_order)
+    return Rejections(rows[in_row_order], pa.concat_arrays(reason_parts).take(taken),
+                      pa.concat_arrays(detail_parts).take(taken))
 
 
 def _timestamps(column: pa.Array, well_formed: np.ndarray) -> np.ndarray:
@@ -145,8 +151,8 @@ def _quantities(column: pa.Array, ctx: _PartitionContext) -> tuple[pa.Array, dic
     return pc.if_else(pa.array(usable), values, pa.nulls(n, QUANTITY_TYPE)), errors
 
 
-def _validate_object(parsed: pa.Table, last_modified: datetime, ctx: _PartitionContext) -> pa.Table:
-    """Append reason, detail and the normalised values to one object's parsed lines."""
+def _validate_object(parsed: pa.Table, last_modified: datetime, ctx: _PartitionContext) -> tuple[pa.Table, Rejections]:
+    """One object's parsed lines with their normalised values, and the lines it rejects."""
     n = parsed.num_rows
     col = {name: _single_array(parsed.column(name)) for name in parsed.column_names}
     event_id, source, stamp, meter, customer, ip = (col[name] for name in
@@ -260,7 +266,7 @@ def _validate_object(parsed: pa.Table, last_modified: datetime, ctx: _PartitionC
     failed = np.vstack([parse_failed] + [check.failed for check in checks])
     failing = failed.any(axis=0)
     first = np.where(failing, failed.argmax(axis=0), -1) if failing.any() else np.full(n, -1)
-    reasons, details = _reasons_and_details(first, checks, col, {
+    rejections = _rejections(first, checks, col, {
         "resolved": resolved, "ip_prefix": ip_prefix, "ts_ns": ts_ns, "position": np.arange(n)})
 
     defaulted = aggregated_by(*DEFAULT_ONE) & _absent(quantity)
@@ -268,8 +274,6 @@ def _validate_object(parsed: pa.Table, last_modified: datetime, ctx: _PartitionC
         quantity = pc.if_else(pa.array(defaulted), pa.scalar(Decimal(1), QUANTITY_TYPE), quantity)
     return pa.table({
         "line_number": col["line_number"],
-        "reason": reasons,
-        "detail": details,
         "event_id": event_id,
         "source": pc.fill_null(source, ""),
         "timestamp": pa.array(ts_ns, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
@@ -281,6 +285,6 @@ def _validate_object(parsed: pa.Table, last_modified: datetime, ctx: _PartitionC
         "quantity": quantity,
         "unique_value": unique_value,
         "properties": col["properties"],
-    })
+    }), rejections
 
 

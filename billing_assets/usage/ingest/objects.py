@@ -17,7 +17,7 @@ from billing_assets.usage.ingest.dedupe import bucketed, dedupe_keys, tails
 from billing_assets.usage.ingest.line_checks import _validate_object
 from billing_assets.usage.ingest.lines import object_chunks
 from billing_assets.usage.ingest.parse import parse_in_parts
-from billing_assets.usage.ingest.rules import _absent, _PartitionContext, _single_array
+from billing_assets.usage.ingest.rules import _PartitionContext, _single_array
 from billing_assets.usage.ingest.spill import Spill
 
 # what a passed line carries to the next stages: the published columns (but object_key, which
@@ -83,18 +83,19 @@ def _in_line_order(tables: list[pa.Table]) -> pa.Table | None:
 def _checked(lines, parsed: pa.Table, last_modified: datetime, ctx: _PartitionContext) -> CheckedLines:
     parsed = parsed.append_column("line_number", pa.array(lines.line_numbers).take(parsed.column("row")))
     # parsing keeps the lines' order, so a checked row's index is its position among the lines
-    rows = _validate_object(parsed, last_modified, ctx)
+    rows, rejections = _validate_object(parsed, last_modified, ctx)
     ignored = int(pc.sum(parsed.column("ignored_fields")).as_py() or 0)
-    passed = _absent(rows.column("reason"))
     good = rows.select(PASSED_COLUMNS)
-    if passed.all():
+    if not len(rejections.rows):
         return CheckedLines(good, None, Counter(), ignored)
-    rejected = np.flatnonzero(~passed)
-    bad = _attributed(rows.select(["line_number", "reason", "detail", "customer_id", "meter", "quantity"])
-                      .take(pa.array(rejected)), ctx)
-    reasons = Counter(dict(zip(*(pc.value_counts(bad.column("reason")).flatten()[i].to_pylist() for i in (0, 1)))))
-    return CheckedLines(good.filter(pa.array(passed)), bad.append_column("line", lines.lines_at(rejected)), reasons,
-                        ignored)
+    passed = np.ones(rows.num_rows, dtype=bool)
+    passed[rejections.rows] = False
+    bad = rows.select(["line_number", "customer_id", "meter", "quantity"]).take(pa.array(rejections.rows))
+    bad = bad.add_column(1, "reason", rejections.reasons).add_column(2, "detail", rejections.details)
+    bad = _attributed(bad, ctx)
+    reasons = Counter(dict(zip(*(pc.value_counts(rejections.reasons).flatten()[i].to_pylist() for i in (0, 1)))))
+    return CheckedLines(good.filter(pa.array(passed)), bad.append_column("line", lines.lines_at(rejections.rows)),
+                        reasons, ignored)
 
 
 def bucketed_keys(passed: pa.Table):
