@@ -177,6 +177,23 @@ def test_unattributed_ip_and_customer_id_taking_precedence_over_ip():
     assert (row["customer_id"], row["attributed_by"], row["ip_prefix"]) == ("initech", "customer_id", "10.1.2.0/24")
 
 
+def test_each_line_of_an_object_is_attributed_by_its_own_ip():
+    # one object, addresses on some lines only: each accepted row carries its own line's
+    # customer and prefix (the blocks as in the tests above), the unattributed one is quarantined
+    result = ingest(raw("a.jsonl",
+                        event(event_id="e1"),                                          # 1 acme by customer_id
+                        event(event_id="e2", customer_id=..., ip="10.20.30.40"),       # 2 initech
+                        event(event_id="e3", customer_id=..., ip="203.0.113.9"),       # 3 unattributed
+                        event(event_id="e4", customer_id=..., ip="10.1.2.3"),          # 4 acme
+                        event(event_id="e5", customer_id="globex", ip="10.1.2.3"),     # 5 globex by customer_id
+                        event(event_id="e6", customer_id=..., ip="2001:db8:42:1::7")))  # 6 initech
+    assert [(row["line_number"], row["customer_id"], row["attributed_by"], row["ip_prefix"])
+            for row in result.events.to_pylist()] == [
+        (1, "acme", "customer_id", None), (2, "initech", "ip", "10.20.30.0/24"), (4, "acme", "ip", "10.1.2.0/24"),
+        (5, "globex", "customer_id", "10.1.2.0/24"), (6, "initech", "ip", "2001:db8:42::/48")]
+    assert reasons(result) == [(3, "unattributed_ip")]
+
+
 def test_no_raw_ip_reaches_the_accepted_events():
     result = ingest(raw("a.jsonl", event(customer_id=..., ip="10.1.2.3")))
     assert "10.1.2.3" not in str(result.events.to_pylist())

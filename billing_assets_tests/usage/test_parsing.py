@@ -375,3 +375,4 @@ def test_the_odd_lines_an_object_text_screens_are_the_lines_the_regex_finds(line
         np.arange(len(texts)) % 2 == 0
     part = read.subset(keep)
     assert part.lines_at(np.arange(int(keep.sum()))).to_pylist() == [text for text, kept in zip(texts, keep) if kept]
+    assert part.newlines == part.text.count(b"\n")

@@ -148,6 +148,9 @@ def test_some_lines_of_an_object_are_an_object_of_their_own():
     assert (plain.lines_open_with_brace, plain.longest_line, plain.newlines) == (True, 8, 13)
     assert other.lines.to_pylist() == ["[4]", "[12]"] and other.line_numbers.tolist() == [4, 12]
     assert (other.lines_open_with_brace, other.longest_line) == (False, 4)
+    # the last line (no newline after it) cut out: the newline before it stays, 15 in all
+    but_last = whole.subset(np.arange(16) < 15)
+    assert but_last.text == ("\n".join(lines[:15]) + "\n").encode() and but_last.newlines == 15
 
 
 def test_a_blank_line_among_many_objects_is_no_line():

@@ -163,16 +163,20 @@ def _validate_object(parsed: pa.Table, last_modified: datetime, ctx: _PartitionC
     ip_valid = np.zeros(n, dtype=bool)
     ip_normalised, ip_prefix, ip_customer = (pa.nulls(n, pa.string()),) * 3
     if len(ip_rows):
-        normalised: list[str | None] = [None] * n
-        prefix: list[str | None] = [None] * n
-        owner: list[str | None] = [None] * n
-        for row, text in zip(ip_rows, ip.take(pa.array(ip_rows)).to_pylist()):
-            facts = ctx.ip_cache.get(text)
-            if facts is None:
-                facts = ctx.ip_cache[text] = _ip_facts(text, ctx.allocations_by_length)
-            ip_valid[row] = facts.valid
-            normalised[row], prefix[row], owner[row] = facts.normalised, facts.prefix, facts.customer_id
-        ip_normalised, ip_prefix, ip_customer = (pa.array(values, pa.string()) for values in (normalised, prefix, owner))
+        facts = []
+        for text in ip.take(pa.array(ip_rows)).to_pylist():
+            if (known := ctx.ip_cache.get(text)) is None:
+                known = ctx.ip_cache[text] = _ip_facts(text, ctx.allocations_by_length)
+            facts.append(known)
+        ip_valid[ip_rows] = [known.valid for known in facts]
+        # the facts of the few rows with an address, spread over all rows (null elsewhere):
+        # a Python list as long as the object would cost more than the addresses themselves
+        at = np.full(n, -1, dtype=np.int64)
+        at[ip_rows] = np.arange(len(ip_rows))
+        spread = pa.array(at, mask=at < 0)
+        ip_normalised, ip_prefix, ip_customer = (
+            pa.array(values, pa.string()).take(spread)
+            for values in zip(*((known.normalised, known.prefix, known.customer_id) for known in facts)))
 
     well_formed = _rfc3339_matches(stamp)
     ts_ns = _timestamps(stamp, well_formed)

@@ -83,8 +83,11 @@ class ObjectLines:
             lengths = (ends - starts)[keep]
             kept_ends = np.cumsum(lengths + 1) - 1  # each kept line then its newline, back to back
             data = np.frombuffer(self.text, dtype=np.uint8)
+            # each dropped line took its newline along (the last line may have none): counting
+            # what is left costs a scan of the whole text
+            newlines = self.newlines - int(np.count_nonzero(ends[dropped] < len(self.text)))
             return ObjectLines(self.key, self.bytes_read, line_numbers=self.line_numbers[keep], text=text,
-                               newlines=text.count(b"\n"), longest_line=int(lengths.max(initial=0)),
+                               newlines=newlines, longest_line=int(lengths.max(initial=0)),
                                lines_open_with_brace=bool((data[starts[keep]] == ord("{")).all()),
                                line_ends=np.minimum(kept_ends, len(text)))
         lines = self.lines_at(np.flatnonzero(keep))
