@@ -62,7 +62,7 @@ _ARROW_SCHEMA = pa.schema([(name, pa.string()) for name in SCALAR_FIELDS] + [("p
 # The exact path declares only what every event carries: Arrow's reader spends as long filling a
 # declared but absent column with nulls (source, ip, properties in most objects) as it does on
 # reading a present one. What it infers for the others must then be text or nothing at all.
-_EXACT_QUANTITY_SCHEMA = pa.schema([("event_id", pa.string()), ("timestamp", pa.string()), ("meter", pa.string()),
+EXACT_QUANTITY_SCHEMA = pa.schema([("event_id", pa.string()), ("timestamp", pa.string()), ("meter", pa.string()),
                                     ("customer_id", pa.string()), ("quantity", QUANTITY_TYPE)])
 
 
@@ -365,7 +365,7 @@ def _parse_exact(data: pa.Buffer, line_count: int, property_fields) -> pa.Table 
     """Unmarked text → parsed columns with ``quantity`` as an exact decimal, or None when some
     value needs its token's text (see the module docstring)."""
     try:
-        block = _read_json(data, _EXACT_QUANTITY_SCHEMA)
+        block = _read_json(data, EXACT_QUANTITY_SCHEMA)
     except pa.ArrowInvalid:
         return None
     if block.num_rows != line_count:
@@ -389,7 +389,7 @@ def _with_undeclared_fields(block: pa.Table) -> pa.Table | None:
     a number, boolean or nested value, or text it took for a timestamp, whose token text the
     marked path keeps."""
     for field in _ARROW_SCHEMA:
-        if field.name in _EXACT_QUANTITY_SCHEMA.names:
+        if field.name in EXACT_QUANTITY_SCHEMA.names:
             continue
         present = field.name in block.schema.names
         kind = block.schema.field(field.name).type if present else pa.null()
