@@ -63,7 +63,7 @@ _ARROW_SCHEMA = pa.schema([(name, pa.string()) for name in SCALAR_FIELDS] + [("p
 # declared but absent column with nulls (source, ip, properties in most objects) as it does on
 # reading a present one. What it infers for the others must then be text or nothing at all.
 EXACT_QUANTITY_SCHEMA = pa.schema([("event_id", pa.string()), ("timestamp", pa.string()), ("meter", pa.string()),
-                                    ("customer_id", pa.string()), ("quantity", QUANTITY_TYPE)])
+                                   ("customer_id", pa.string()), ("quantity", QUANTITY_TYPE)])
 
 
 def parsed_schema(property_fields: tuple[str, ...], quantity_type: pa.DataType = pa.string()) -> pa.Schema:
